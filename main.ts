@@ -1,0 +1,86 @@
+/**
+ * banger's single executable. `banger daemon` runs the daemon; every other command is a
+ * thin client of it. This file is the composition root: it resolves the directories,
+ * builds the CLI's environment and injects the in-process operations, loading heavy
+ * modules only for the commands that need them (a client call must start fast).
+ *
+ * @module
+ */
+
+import { runCli } from "./commands/cli.ts";
+import type { CliEnv } from "./commands/env.ts";
+import { RpcClient } from "./commands/rpc_client.ts";
+import {
+  daemonSocket,
+  daemonStartLock,
+  daemonStartupLog,
+  ensurePrivateDir,
+  type Layout,
+  layoutEnvFromProcess,
+  resolveLayout,
+} from "./host/layout.ts";
+
+const enc = new TextEncoder();
+
+function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): void {
+  const bytes = enc.encode(text);
+  let at = 0;
+  while (at < bytes.length) at += file.writeSync(bytes.subarray(at));
+}
+
+/** How to start `banger daemon` in the background: the compiled binary, or deno + flags. */
+function daemonCommand(): { program: string; args: string[] } {
+  const exec = Deno.execPath();
+  if (!/\/deno$/.test(exec)) return { program: exec, args: ["daemon"] };
+  // Running from source: use exactly the permissions of the `banger` task.
+  const denoJson = new URL("./deno.json", import.meta.url);
+  const tasks = JSON.parse(Deno.readTextFileSync(denoJson)).tasks as Record<string, string>;
+  const flags = tasks.banger.split(/\s+/).filter((w) => w === "-q" || w.startsWith("--allow-"));
+  // By name, not `exec`: `--allow-run=deno` is resolved through PATH, which may be a symlink.
+  return {
+    program: "deno",
+    args: ["run", ...flags, new URL("./main.ts", import.meta.url).pathname, "daemon"],
+  };
+}
+
+function buildEnv(layout: Layout, home: string): CliEnv {
+  const uid = Deno.uid() ?? 0;
+  return {
+    out: (t) => writeAll(Deno.stdout, t),
+    err: (t) => writeAll(Deno.stderr, t),
+    stdoutIsTty: Deno.stdout.isTerminal(),
+    stderrIsTty: Deno.stderr.isTerminal(),
+    client: new RpcClient(daemonSocket(layout)),
+    paths: {
+      socket: daemonSocket(layout),
+      startLock: daemonStartLock(layout),
+      startupLog: daemonStartupLog(layout),
+      runtimeDir: layout.runtimeDir,
+    },
+    daemonCommand,
+    ensureRuntimeDir: () => ensurePrivateDir(layout.runtimeDir, uid),
+    local: {
+      runDaemon: async () => {
+        const { runDaemon } = await import("./daemon/daemon.ts");
+        return await runDaemon(layout, { home });
+      },
+      doctor: async () => {
+        const { runDoctor } = await import("./daemon/doctor.ts");
+        return await runDoctor(layout, { home });
+      },
+    },
+  };
+}
+
+if (import.meta.main) {
+  const processEnv = layoutEnvFromProcess();
+  let layout: Layout;
+  try {
+    layout = resolveLayout(processEnv, Deno.uid() ?? 0, Deno.uid() === 0);
+  } catch (err) {
+    writeAll(Deno.stderr, `error: ${err instanceof Error ? err.message : err}\n`);
+    Deno.exit(1);
+  }
+  const env = buildEnv(layout, processEnv.HOME ?? "/root");
+  Deno.exit(await runCli(Deno.args, env));
+}
