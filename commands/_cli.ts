@@ -64,6 +64,11 @@ export interface CommandDef<Env = unknown> {
   subcommands?: CommandDef<Env>[];
   /** Implementation; returns the exit code. */
   run?: (inv: Invocation, env: Env) => Promise<number | void>;
+  /**
+   * Loads this group's full definition on demand (its subcommands and their code), so a
+   * CLI call only loads the group it uses.
+   */
+  load?: () => Promise<CommandDef<Env>>;
   hidden?: boolean;
 }
 
@@ -81,6 +86,22 @@ export const GLOBAL_FLAGS: FlagDef[] = [
   { name: "help", short: "h", kind: "bool", help: "Show help for the command" },
   { name: "debug", kind: "bool", help: "Print stack traces with errors" },
 ];
+
+/**
+ * Replaces lazy groups (`load`) in `root` with their definitions: only the one named by
+ * `argv[0]`, or all of them when `all` (help, completion).
+ */
+export async function loadGroups<Env>(
+  root: CommandDef<Env>,
+  argv: readonly string[],
+  all: boolean,
+): Promise<void> {
+  const subs = root.subcommands ?? [];
+  for (let i = 0; i < subs.length; i++) {
+    const load = subs[i].load;
+    if (load && (all || subs[i].name === argv[0])) subs[i] = await load();
+  }
+}
 
 /** The result of {@linkcode parseArgv}: a runnable command or a help request. */
 export interface Parsed<Env> {
@@ -213,7 +234,10 @@ function checkArgs<Env>(command: CommandDef<Env>, path: string[], args: string[]
   }
   const firstVariadic = defs.find((a) => a.variadic && !a.optional);
   if (firstVariadic && args.length < defs.indexOf(firstVariadic) + 1) {
-    throw new UsageError(`"banger ${path.join(" ")}" needs at least one ${firstVariadic.name}`, path);
+    throw new UsageError(
+      `"banger ${path.join(" ")}" needs at least one ${firstVariadic.name.toUpperCase()}`,
+      path,
+    );
   }
 }
 

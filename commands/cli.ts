@@ -6,12 +6,12 @@
  * @module
  */
 
-import { BANGER_VERSION } from "../daemon/api.ts";
-import { type CommandDef, parseArgv, renderHelp, UsageError } from "./_cli.ts";
+import { BANGER_VERSION } from "../daemon/rpc_protocol.ts";
+import { type CommandDef, loadGroups, parseArgv, renderHelp, UsageError } from "./_cli.ts";
 import { complete, completionCommand } from "./completion_cmd.ts";
 import { daemonCommand } from "./daemon_cmd.ts";
 import { doctorCommand } from "./doctor_cmd.ts";
-import { CliError, type CliEnv, ExitCode } from "./env.ts";
+import { type CliEnv, CliError, ExitCode } from "./env.ts";
 import { RpcError } from "./rpc_client.ts";
 
 const versionCommand: CommandDef<CliEnv> = {
@@ -41,9 +41,41 @@ export const ROOT: CommandDef<CliEnv> = {
   description: "banger creates throwaway, fully isolated Linux VMs for development: " +
     "`banger vm run ./repo` boots a VM, copies the repo in and drops you into SSH.",
   examples: ["banger vm run ./repo -- make test", "banger doctor"],
-  subcommands: [daemonCommand, doctorCommand, versionCommand, completionCommand],
+  subcommands: [
+    lazy(
+      "vm",
+      "Create, run and manage sandbox VMs",
+      () => import("./vm_cmd.ts").then((m) => m.vmCommand),
+    ),
+    lazy(
+      "image",
+      "Pull and manage root filesystem images",
+      () => import("./image_cmd.ts").then((m) => m.imageCommand),
+    ),
+    lazy(
+      "kernel",
+      "Pull and manage guest kernels",
+      () => import("./image_cmd.ts").then((m) => m.kernelCommand),
+    ),
+    lazy(
+      "ssh-config",
+      "Use `ssh <name>.vm` from your own ssh",
+      () => import("./ssh_config_cmd.ts").then((m) => m.sshConfigCommand),
+    ),
+    daemonCommand,
+    doctorCommand,
+    versionCommand,
+    completionCommand,
+  ],
 };
 
+function lazy(
+  name: string,
+  summary: string,
+  load: () => Promise<CommandDef<CliEnv>>,
+): CommandDef<CliEnv> {
+  return { name, summary, load, subcommands: [] };
+}
 
 /**
  * Runs the CLI for `argv` and returns the process exit code.
@@ -59,10 +91,12 @@ export async function runCli(argv: readonly string[], env: CliEnv): Promise<numb
   if (argv[0] === "__complete") {
     // Completion words may look like flags; never parse them as ours.
     const words = argv.slice(1);
-    for (const c of await complete(ROOT, words, () => Promise.resolve([]))) env.out(c + "\n");
+    await loadGroups(ROOT, words, true);
+    for (const c of await complete(ROOT, words, liveNames(env))) env.out(c + "\n");
     return 0;
   }
   try {
+    await loadGroups(ROOT, argv, false);
     const { command, invocation, help } = parseArgv(ROOT, argv);
     if (help || !command.run) {
       env.out(renderHelp(command, invocation.path));
@@ -72,6 +106,23 @@ export async function runCli(argv: readonly string[], env: CliEnv): Promise<numb
   } catch (err) {
     return report(err, env, debug);
   }
+}
+
+/** VM, image and kernel names from a daemon that is already running (never starts one). */
+function liveNames(env: CliEnv) {
+  return async (kind: "vm" | "image" | "kernel"): Promise<string[]> => {
+    const api = await import("../daemon/api/vm.ts");
+    const img = await import("../daemon/api/image.ts");
+    try {
+      if (kind === "vm") return (await env.client.call(api.vmList, {})).vms.map((v) => v.name);
+      if (kind === "image") {
+        return (await env.client.call(img.imageList, {})).images.map((i) => i.name);
+      }
+      return (await env.client.call(img.kernelList, {})).kernels.map((k) => k.name);
+    } catch {
+      return [];
+    }
+  };
 }
 
 function report(err: unknown, env: CliEnv, debug: boolean): number {

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { daemonStatus } from "../daemon/api/daemon.ts";
 import type { CommandDef } from "./_cli.ts";
 import { Flags } from "./_cli.ts";
 import { callDaemon, daemonAnswers, startDaemon, stopDaemon } from "./daemon_control.ts";
@@ -29,7 +30,7 @@ export const daemonCommand: CommandDef<CliEnv> = {
           return 0;
         }
         await startDaemon(env);
-        const status = await callDaemon(env, "daemon.status", {});
+        const status = await callDaemon(env, daemonStatus, {});
         env.out(`banger daemon started (pid ${status.pid})\n`);
         return 0;
       },
@@ -45,7 +46,11 @@ export const daemonCommand: CommandDef<CliEnv> = {
       }],
       run: async (inv, env) => {
         const pid = await stopDaemon(env, new Flags(inv).bool("force"));
-        env.out(pid === undefined ? "banger daemon is not running\n" : `banger daemon stopped (pid ${pid})\n`);
+        env.out(
+          pid === undefined
+            ? "banger daemon is not running\n"
+            : `banger daemon stopped (pid ${pid})\n`,
+        );
         return 0;
       },
     },
@@ -56,7 +61,7 @@ export const daemonCommand: CommandDef<CliEnv> = {
       run: async (inv, env) => {
         let s;
         try {
-          s = await env.client.call("daemon.status", {});
+          s = await env.client.call(daemonStatus, {});
         } catch (err) {
           if (!(err instanceof SocketUnavailableError)) throw err;
           if (new Flags(inv).bool("json")) env.out(JSON.stringify({ running: false }) + "\n");

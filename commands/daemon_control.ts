@@ -6,9 +6,10 @@
  * @module
  */
 
-import type { METHODS, MethodName, RequestOf, ResponseOf } from "../daemon/api.ts";
+import type { MethodDef } from "../daemon/rpc_protocol.ts";
+import { daemonShutdown } from "../daemon/api/daemon.ts";
 import { type CallOptions, RpcError, SocketUnavailableError } from "./rpc_client.ts";
-import { CliError, type CliEnv } from "./env.ts";
+import { type CliEnv, CliError } from "./env.ts";
 
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
@@ -21,12 +22,12 @@ const POLL_MS = 25;
  * @throws {RpcError} for errors the daemon reported.
  * @throws {CliError} when the daemon cannot be started or replaced.
  */
-export async function callDaemon<M extends MethodName>(
+export async function callDaemon<Req, Res>(
   env: CliEnv,
-  method: M,
-  request: RequestOf<(typeof METHODS)[M]>,
+  method: MethodDef<Req, Res>,
+  request: Req,
   options: CallOptions = {},
-): Promise<ResponseOf<(typeof METHODS)[M]>> {
+): Promise<Res> {
   for (let attempt = 0;; attempt++) {
     try {
       return await env.client.call(method, request, options);
@@ -111,7 +112,7 @@ export async function startDaemon(env: CliEnv): Promise<void> {
 export async function stopDaemon(env: CliEnv, force: boolean): Promise<number | undefined> {
   let pid: number;
   try {
-    ({ pid } = await env.client.call("daemon.shutdown", { force }));
+    ({ pid } = await env.client.call(daemonShutdown, { force }));
   } catch (err) {
     if (err instanceof SocketUnavailableError) return undefined;
     throw err;
@@ -121,9 +122,12 @@ export async function stopDaemon(env: CliEnv, force: boolean): Promise<number | 
     if (!(await daemonAnswers(env.paths.socket))) return pid;
     await sleep(POLL_MS);
   }
-  throw new CliError(`The banger daemon (pid ${pid}) did not stop within ${STOP_TIMEOUT_MS / 1000}s`, {
-    hint: `kill ${pid}`,
-  });
+  throw new CliError(
+    `The banger daemon (pid ${pid}) did not stop within ${STOP_TIMEOUT_MS / 1000}s`,
+    {
+      hint: `kill ${pid}`,
+    },
+  );
 }
 
 async function replaceOlderDaemon(env: CliEnv, daemonVersion: string): Promise<void> {

@@ -15,7 +15,10 @@ export const doctorCommand: CommandDef<CliEnv> = {
   description: "Checks the architecture, KVM, the VMM, kernel devices, host tools, the " +
     "store and banger's directories. Exits 1 when any check FAILs. Runs without the daemon.",
   flags: [{ name: "json", kind: "bool", help: "Print JSON" }],
-  examples: ["banger doctor", "banger doctor --json | jq '.checks[] | select(.status != \"PASS\")'"],
+  examples: [
+    "banger doctor",
+    "banger doctor --json | jq '.checks[] | select(.status != \"PASS\")'",
+  ],
   run: async (inv, env) => {
     const report = await env.local.doctor();
     const failed = report.checks.some((c) => c.status === "FAIL");

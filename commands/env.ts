@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { DoctorReport } from "../daemon/api.ts";
+import type { DoctorReport } from "../daemon/api/daemon.ts";
 import type { RpcClient } from "./rpc_client.ts";
 
 /** A failure on the CLI side (not reported by the daemon). Exit code 1. */

@@ -6,10 +6,14 @@
  * @module
  */
 
-import { formatSize, type ProgressEvent } from "../daemon/api.ts";
+import type { ProgressEvent } from "../daemon/rpc_protocol.ts";
+import { formatSize } from "../daemon/size.ts";
 
 /** Renders rows under headers, columns padded to the widest cell. */
-export function renderTable(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+export function renderTable(
+  headers: readonly string[],
+  rows: readonly (readonly string[])[],
+): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: readonly string[]) =>
     cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ").trimEnd();
@@ -64,7 +68,9 @@ export class ProgressPrinter {
       if (!this.tty) this.write(`${e.message}\n`);
     }
     if (!this.tty) return;
-    const line = `  … ${e.message}${e.total !== undefined ? " " + renderBar(e, this.#rate(e)) : ""}`;
+    const line = `  … ${e.message}${
+      e.total !== undefined ? " " + renderBar(e, this.#rate(e)) : ""
+    }`;
     if (line !== this.#last) {
       this.write(`\r\x1b[2K${line}`);
       this.#last = line;

@@ -8,16 +8,13 @@
 import {
   BANGER_VERSION,
   type ErrorBody,
-  METHODS,
-  type MethodName,
+  type MethodDef,
   OP_ID_HEADER,
   type ProgressEvent,
-  type RequestOf,
-  type ResponseOf,
   ROUTE_PREFIX,
   type StreamEvent,
   VERSION_HEADER,
-} from "../daemon/api.ts";
+} from "../daemon/rpc_protocol.ts";
 import { lines, postUnix, readAllText } from "./_http_unix.ts";
 
 export { SocketUnavailableError } from "./_http_unix.ts";
@@ -58,12 +55,12 @@ export class RpcClient {
    * @throws {RpcError} for errors the daemon reported.
    * @throws {SocketUnavailableError} when no daemon answers.
    */
-  async call<M extends MethodName>(
-    method: M,
-    request: RequestOf<(typeof METHODS)[M]>,
+  async call<Req, Res>(
+    def: MethodDef<Req, Res>,
+    request: Req,
     options: CallOptions = {},
-  ): Promise<ResponseOf<(typeof METHODS)[M]>> {
-    const def = METHODS[method];
+  ): Promise<Res> {
+    const method = def.name;
     const res = await postUnix(
       this.socketPath,
       ROUTE_PREFIX + method,
@@ -78,7 +75,7 @@ export class RpcClient {
         const event = JSON.parse(line) as StreamEvent;
         if (event.event === "progress") options.onProgress?.(event);
         else if (event.event === "error") throw new RpcError(event.error, daemonVersion);
-        else return def.response.parse(event.result, "result") as ResponseOf<(typeof METHODS)[M]>;
+        else return def.response.parse(event.result, "result");
       }
       throw new Error(`The daemon closed the "${method}" stream without a result`);
     }
@@ -98,6 +95,6 @@ export class RpcClient {
         hint: err.hint,
       }, daemonVersion);
     }
-    return def.response.parse(body, "result") as ResponseOf<(typeof METHODS)[M]>;
+    return def.response.parse(body, "result");
   }
 }

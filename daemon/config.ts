@@ -250,7 +250,9 @@ function fileSyncEntry(
   checkPath("host", e.host);
   checkPath("guest", e.guest);
   const host = expandHome(e.host, home);
-  if (!host.startsWith("/")) throw bad("host", `must be absolute or start with "~/", got "${e.host}"`);
+  if (!host.startsWith("/")) {
+    throw bad("host", `must be absolute or start with "~/", got "${e.host}"`);
+  }
   const guest = e.guest.startsWith("~/") ? `/root/${e.guest.slice(2)}` : e.guest;
   if (!guest.startsWith("/root/") || guest === "/root/") {
     throw bad("guest", `must be a path under "/root/" or "~/", got "${e.guest}"`);

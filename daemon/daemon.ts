@@ -1,7 +1,8 @@
 /**
  * The daemon process: takes the single-instance lock, opens config, log and store, wires
- * the services to the RPC server and runs until told to stop. Guests are never children
- * of this process's lifetime: stopping the daemon leaves running VMs running.
+ * the services to the RPC server, reconciles host state with the store, and runs until
+ * told to stop. Guests are never tied to this process: stopping the daemon leaves
+ * running VMs running, and the next daemon adopts them.
  *
  * @module
  */
@@ -17,11 +18,14 @@ import {
   storePath,
 } from "../host/layout.ts";
 import { Store } from "../store/db.ts";
-import { countRows } from "../store/counts.ts";
-import { BANGER_VERSION, type DaemonStatus, METHODS } from "./api.ts";
-import { type Config, loadConfig } from "./config.ts";
+import { BANGER_VERSION, METHODS } from "./api.ts";
+import { loadConfig } from "./config.ts";
 import { Logger } from "./logger.ts";
-import { type Handlers, RpcServer } from "./rpc_server.ts";
+import { RpcServer } from "./rpc_server.ts";
+import { buildServices, type DaemonServices } from "./services.ts";
+import { buildHandlers } from "./handlers.ts";
+import { countRows } from "../store/counts.ts";
+import type { FaultInjector } from "./vm_deps.ts";
 
 /** The daemon refused to start. */
 export class DaemonError extends BangerError {}
@@ -34,6 +38,10 @@ export interface DaemonOptions {
   home: string;
   /** Version reported to clients. @default {BANGER_VERSION} */
   version?: string;
+  /** Test seam: fail VM start steps on purpose. */
+  faults?: FaultInjector;
+  /** Resolves when the daemon should stop (in addition to signals and `daemon.shutdown`). */
+  stop?: Promise<void>;
 }
 
 /**
@@ -51,8 +59,8 @@ export async function runDaemon(layout: Layout, options: DaemonOptions): Promise
     const config = await loadConfig(layout.configFile, options.home);
     const logger = Logger.toFile(daemonLogPath(layout), config.logLevel);
     using store = Store.open(storePath(layout));
-    const daemon = new Daemon({ layout, config, logger, store, version: options.version });
-    return await daemon.serve();
+    const services = await buildServices({ layout, config, logger, store, faults: options.faults });
+    return await serve(services, options);
   } catch (err) {
     // Started in the background, the daemon has no terminal: leave the reason where the
     // starting CLI looks for it.
@@ -94,92 +102,64 @@ async function takePidLock(layout: Layout): Promise<Disposable> {
   };
 }
 
-/** Everything the daemon holds while it runs. */
-export interface DaemonParts {
-  layout: Layout;
-  config: Config;
-  logger: Logger;
-  store: Store;
-  version?: string;
-}
-
-/** Wires services to the RPC server. */
-export class Daemon {
-  readonly #parts: DaemonParts;
-  readonly #startedAt = new Date();
-  readonly #stopped = Promise.withResolvers<number>();
-  #server?: RpcServer<typeof METHODS>;
-
-  constructor(parts: DaemonParts) {
-    this.#parts = parts;
-  }
-
-  /** Listens until asked to stop; returns the exit code. */
-  async serve(): Promise<number> {
-    const { layout, logger } = this.#parts;
-    const version = this.#parts.version ?? BANGER_VERSION;
-    this.#server = new RpcServer({
-      socketPath: daemonSocket(layout),
-      methods: METHODS,
-      handlers: this.#handlers(version),
-      logger,
+async function serve(services: DaemonServices, options: DaemonOptions): Promise<number> {
+  const { layout, logger, store, net } = services;
+  const version = options.version ?? BANGER_VERSION;
+  const startedAt = new Date();
+  const stopped = Promise.withResolvers<number>();
+  // Handlers only run once the server below exists.
+  const inFlight = () => [...server.inFlight.entries()];
+  const handlers = buildHandlers({
+    ...services,
+    status: (opId) => ({
+      pid: Deno.pid,
       version,
-      versionExempt: ["daemon.status", "daemon.shutdown"],
-    });
-    await this.#server.listen();
-    const onSignal = () => this.#stop(0);
-    Deno.addSignalListener("SIGTERM", onSignal);
-    Deno.addSignalListener("SIGINT", onSignal);
-    logger.info("daemon started", { pid: Deno.pid, version, socket: daemonSocket(layout) });
-    try {
-      return await this.#stopped.promise;
-    } finally {
-      Deno.removeSignalListener("SIGTERM", onSignal);
-      Deno.removeSignalListener("SIGINT", onSignal);
-      await this.#server.close();
-      logger.info("daemon stopped", { pid: Deno.pid });
-    }
-  }
-
-  #stop(code: number): void {
-    this.#stopped.resolve(code);
-  }
-
-  #handlers(version: string): Handlers<typeof METHODS> {
-    const { layout, config, store } = this.#parts;
-    return {
-      "daemon.status": (): Promise<DaemonStatus> => {
-        const counts = countRows(store);
-        return Promise.resolve({
-          pid: Deno.pid,
-          version,
-          started_at: this.#startedAt.toISOString(),
-          uptime_ms: Date.now() - this.#startedAt.getTime(),
-          socket: daemonSocket(layout),
-          dns_listen: `${config.dnsListen.host}:${config.dnsListen.port}`,
-          dns_listening: false,
-          state_dir: layout.stateDir,
-          // This status call itself is in flight; report the others.
-          operations_in_flight: Math.max(0, (this.#server?.inFlight.size ?? 1) - 1),
-          counts,
-        });
-      },
-      "daemon.shutdown": (req, ctx) => {
-        const others = [...(this.#server?.inFlight ?? new Map()).entries()]
-          .filter(([id]) => id !== ctx.opId);
-        if (others.length > 0 && !req.force) {
-          throw new DaemonError(
-            `Cannot stop the daemon: ${others.length} operation(s) in flight (${
-              others.map(([id, op]) => `${op.method} ${id}`).join(", ")
-            })`,
-            { code: "conflict", hint: "wait for them, or: banger daemon stop --force" },
-          );
-        }
-        ctx.log.info("shutdown requested", { force: req.force ?? false });
-        // Answer first; stop right after the reply has been written.
-        setTimeout(() => this.#stop(0), 20);
-        return Promise.resolve({ pid: Deno.pid });
-      },
-    };
+      started_at: startedAt.toISOString(),
+      uptime_ms: Date.now() - startedAt.getTime(),
+      socket: daemonSocket(layout),
+      dns_listen: `${services.config.dnsListen.host}:${services.config.dnsListen.port}`,
+      dns_listening: net.dns.listening,
+      state_dir: layout.stateDir,
+      operations_in_flight: inFlight().filter(([id]) => id !== opId).length,
+      counts: countRows(store),
+    }),
+    shutdown: (force, opId) => {
+      const others = inFlight().filter(([id]) => id !== opId);
+      if (others.length > 0 && !force) {
+        throw new DaemonError(
+          `Cannot stop the daemon: ${others.length} operation(s) in flight (${
+            others.map(([id, op]) => `${op.method} ${id}`).join(", ")
+          })`,
+          { code: "conflict", hint: "wait for them, or: banger daemon stop --force" },
+        );
+      }
+      // Answer first; stop right after the reply has been written.
+      setTimeout(() => stopped.resolve(0), 20);
+      return { pid: Deno.pid };
+    },
+  });
+  await services.startup();
+  const server: RpcServer<typeof METHODS> = new RpcServer({
+    socketPath: daemonSocket(layout),
+    methods: METHODS,
+    handlers,
+    logger,
+    version,
+    versionExempt: ["daemon.status", "daemon.shutdown"],
+  });
+  await server.listen();
+  const onSignal = () => stopped.resolve(0);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  Deno.addSignalListener("SIGINT", onSignal);
+  options.stop?.then(() => stopped.resolve(0));
+  logger.info("daemon started", { pid: Deno.pid, version, socket: daemonSocket(layout) });
+  try {
+    return await stopped.promise;
+  } finally {
+    Deno.removeSignalListener("SIGTERM", onSignal);
+    Deno.removeSignalListener("SIGINT", onSignal);
+    await server.close();
+    await services.shutdown();
+    logger.info("daemon stopped", { pid: Deno.pid });
   }
 }

@@ -1,12 +1,276 @@
 /**
- * `banger doctor` checks (placeholder filled in below).
+ * `banger doctor`: PASS/WARN/FAIL rows, each with a one-line fix. Runs in the CLI process
+ * (it must work when the daemon cannot start) and never writes: the store is opened
+ * read-only and missing directories are reported, not created.
  *
  * @module
  */
-import type { Layout } from "../host/layout.ts";
-import type { DoctorReport } from "./api.ts";
 
-/** Runs every host check. */
-export function runDoctor(_layout: Layout, _options: { home: string }): Promise<DoctorReport> {
-  return Promise.resolve({ checks: [] });
+import { errorMessage } from "../host/errors.ts";
+import { run, runText, whichProgram } from "../host/exec.ts";
+import { probeKvm } from "../host/kvm.ts";
+import { checkPrivateDir, type Layout, storePath } from "../host/layout.ts";
+import { pathExists } from "../host/libc.ts";
+import { inspectSchema } from "../store/db.ts";
+import type { DoctorCheck, DoctorReport } from "./api/daemon.ts";
+import { type Config, loadConfig } from "./config.ts";
+import { chooseVmm } from "./vmm_choice.ts";
+
+/** Oldest Firecracker banger supports. */
+export const FIRECRACKER_MIN = "1.5.0";
+/** Newest Firecracker banger was tested against. */
+export const FIRECRACKER_TESTED = "1.16.1";
+
+const pass = (name: string, detail: string): DoctorCheck => ({ name, status: "PASS", detail });
+const warn = (name: string, detail: string, fix: string): DoctorCheck => ({
+  name,
+  status: "WARN",
+  detail,
+  fix,
+});
+const fail = (name: string, detail: string, fix: string): DoctorCheck => ({
+  name,
+  status: "FAIL",
+  detail,
+  fix,
+});
+
+/** Host tools banger runs, with why and the Debian package that provides them. */
+const TOOLS: { program: string; pkg: string; why: string; required: boolean }[] = [
+  { program: "ip", pkg: "iproute2", why: "bridge and tap setup", required: true },
+  { program: "nft", pkg: "nftables", why: "NAT for --nat", required: false },
+  { program: "debugfs", pkg: "e2fsprogs", why: "writing work disks", required: true },
+  { program: "e2fsck", pkg: "e2fsprogs", why: "checking disks", required: true },
+  { program: "resize2fs", pkg: "e2fsprogs", why: "growing disks", required: true },
+  { program: "ssh", pkg: "openssh-client", why: "reaching guests", required: true },
+  { program: "ssh-keygen", pkg: "openssh-client", why: "the managed key", required: true },
+  { program: "git", pkg: "git", why: "workspaces", required: false },
+];
+
+/**
+ * Runs every check.
+ *
+ * @example
+ * ```ts
+ * const report = await runDoctor(layout, { home: "/home/me" });
+ * ```
+ */
+export async function runDoctor(layout: Layout, options: { home: string }): Promise<DoctorReport> {
+  const checks: DoctorCheck[] = [];
+  let config: Config | undefined;
+  try {
+    config = await loadConfig(layout.configFile, options.home);
+    checks.push(pass("config", layout.configFile));
+  } catch (err) {
+    checks.push(fail("config", errorMessage(err), `edit ${layout.configFile}`));
+  }
+  checks.push(checkArch());
+  const kvm = probeKvm();
+  checks.push(
+    kvm.usable ? pass("kvm", "/dev/kvm can run standard guests") : warn(
+      "kvm",
+      kvm.reason ?? "not usable",
+      kvm.present && !kvm.accessible
+        ? "add yourself to the kvm group (sudo adduser $USER kvm) and log in again"
+        : "guests run under QEMU software emulation (slow); use a host with hardware KVM",
+    ),
+  );
+  const fcPath = config ? await whichProgram(config.firecrackerBin) : undefined;
+  if (config) {
+    checks.push(await checkFirecracker(config, fcPath));
+    const decision = chooseVmm(config.vmm, { kvm, firecrackerPath: fcPath });
+    checks.push(pass("vmm", decision.reason));
+    if (decision.vmm === "qemu") {
+      checks.push(await checkProgram(config.qemuBin, "qemu-system-x86", "booting guests", true));
+    }
+  }
+  checks.push(...checkDevices());
+  checks.push(await checkMkfs());
+  for (const t of TOOLS) checks.push(await checkProgram(t.program, t.pkg, t.why, t.required));
+  checks.push(checkStore(layout));
+  checks.push(...await checkDirs(layout));
+  checks.push(
+    Deno.uid() === 0 ? pass("privileges", "running as root: host operations run in-process") : warn(
+      "privileges",
+      "not root and no root helper installed",
+      "run banger as root, or install the helper: sudo banger system install --owner $USER",
+    ),
+  );
+  return { checks };
+}
+
+function checkArch(): DoctorCheck {
+  return Deno.build.arch === "x86_64"
+    ? pass("architecture", "x86_64")
+    : fail("architecture", `${Deno.build.arch} is not supported`, "use an x86_64 host");
+}
+
+async function checkFirecracker(config: Config, path: string | undefined): Promise<DoctorCheck> {
+  const needed = config.vmm === "firecracker";
+  if (!path) {
+    const detail = `"${config.firecrackerBin}" not found`;
+    const fix =
+      "download firecracker from https://github.com/firecracker-microvm/firecracker/releases " +
+      "and put it on PATH (or set firecracker_bin)";
+    return needed
+      ? fail("firecracker", detail, fix)
+      : warn("firecracker", `${detail}; QEMU is used instead`, fix);
+  }
+  let version: string | undefined;
+  try {
+    const out = await runText(path, ["--version"], { timeoutMs: 5000 });
+    version = /v?(\d+\.\d+\.\d+)/.exec(out)?.[1];
+  } catch (err) {
+    return fail(
+      "firecracker",
+      `${path} --version failed: ${errorMessage(err)}`,
+      "reinstall firecracker",
+    );
+  }
+  if (!version) {
+    return warn("firecracker", `${path}: cannot read its version`, "reinstall firecracker");
+  }
+  if (compare(version, FIRECRACKER_MIN) < 0) {
+    return fail(
+      "firecracker",
+      `${path} is v${version}, older than v${FIRECRACKER_MIN}`,
+      "upgrade firecracker",
+    );
+  }
+  if (compare(version, FIRECRACKER_TESTED) > 0) {
+    return warn(
+      "firecracker",
+      `${path} is v${version}, newer than tested v${FIRECRACKER_TESTED}`,
+      "report problems; downgrade if guests fail",
+    );
+  }
+  const jailer = config.jailerBin ? await whichProgram(config.jailerBin) : undefined;
+  if (config.jailerBin && !jailer) {
+    return fail(
+      "firecracker",
+      `v${version}, but jailer "${config.jailerBin}" not found`,
+      "install the jailer of the same release, or unset jailer_bin",
+    );
+  }
+  return pass("firecracker", `${path} v${version}${jailer ? ` (jailer ${jailer})` : ""}`);
+}
+
+function checkDevices(): DoctorCheck[] {
+  const out: DoctorCheck[] = [];
+  out.push(
+    pathExists("/dev/net/tun")
+      ? pass("tun", "/dev/net/tun")
+      : fail("tun", "/dev/net/tun missing", "load the tun module: sudo modprobe tun"),
+  );
+  out.push(
+    pathExists("/dev/mapper/control")
+      ? pass("device-mapper", "root disks are dm snapshots over loop devices")
+      : warn(
+        "device-mapper",
+        "/dev/mapper/control missing: root disks are per-VM copies (reflink when the filesystem supports it, sparse copy otherwise)",
+        "load device-mapper (sudo modprobe dm_snapshot) for instant copy-on-write root disks",
+      ),
+  );
+  out.push(
+    pathExists("/dev/loop-control")
+      ? pass("loop", "/dev/loop-control")
+      : warn("loop", "/dev/loop-control missing (needed with device-mapper)", "sudo modprobe loop"),
+  );
+  out.push(
+    pathExists("/dev/vhost-vsock") ? pass("vhost-vsock", "/dev/vhost-vsock") : warn(
+      "vhost-vsock",
+      "/dev/vhost-vsock missing: under QEMU the guest agent is reached over SSH instead of vsock",
+      "sudo modprobe vhost_vsock",
+    ),
+  );
+  return out;
+}
+
+async function checkProgram(
+  program: string,
+  pkg: string,
+  why: string,
+  required: boolean,
+): Promise<DoctorCheck> {
+  const path = await whichProgram(program);
+  if (path) return pass(program, path);
+  const fix = `sudo apt-get install ${pkg}`;
+  return required
+    ? fail(program, `not found (needed for ${why})`, fix)
+    : warn(program, `not found (needed for ${why})`, fix);
+}
+
+async function checkMkfs(): Promise<DoctorCheck> {
+  const path = await whichProgram("mkfs.ext4");
+  if (!path) return fail("mkfs.ext4", "not found", "sudo apt-get install e2fsprogs");
+  try {
+    const { stderr } = await run(path, ["-V"], { timeoutMs: 5000 });
+    const version = /mke2fs (\d+\.\d+(?:\.\d+)?)/.exec(stderr)?.[1];
+    if (version && compare(version, "1.43") < 0) {
+      return fail(
+        "mkfs.ext4",
+        `e2fsprogs ${version} has no "mkfs.ext4 -d"`,
+        "upgrade e2fsprogs to 1.43 or newer",
+      );
+    }
+    return pass("mkfs.ext4", `${path} (e2fsprogs ${version ?? "unknown"})`);
+  } catch (err) {
+    return fail("mkfs.ext4", errorMessage(err), "reinstall e2fsprogs");
+  }
+}
+
+function checkStore(layout: Layout): DoctorCheck {
+  const path = storePath(layout);
+  try {
+    const state = inspectSchema(path);
+    switch (state.kind) {
+      case "missing":
+        return pass("store", `${path} will be created`);
+      case "current":
+        return pass("store", `${path} at schema ${state.version}`);
+      case "behind":
+        return pass(
+          "store",
+          `${path} at schema ${state.version}; the daemon migrates it to ${state.latest}`,
+        );
+      case "newer":
+        return fail(
+          "store",
+          `${path} has schema ${state.version}, newer than this banger (${state.latest})`,
+          "upgrade banger",
+        );
+    }
+  } catch (err) {
+    return fail("store", errorMessage(err), `move ${path} aside and restart the daemon`);
+  }
+}
+
+async function checkDirs(layout: Layout): Promise<DoctorCheck[]> {
+  const uid = Deno.uid() ?? 0;
+  const out: DoctorCheck[] = [];
+  for (
+    const [name, dir] of [["config dir", layout.configDir], ["state dir", layout.stateDir], [
+      "cache dir",
+      layout.cacheDir,
+    ], ["runtime dir", layout.runtimeDir]] as const
+  ) {
+    try {
+      checkPrivateDir(dir, await Deno.lstat(dir), uid);
+      out.push(pass(name, `${dir} (0700, yours)`));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) out.push(pass(name, `${dir} will be created`));
+      else out.push(fail(name, errorMessage(err), `chmod 700 ${dir} && chown ${uid} ${dir}`));
+    }
+  }
+  return out;
+}
+
+function compare(a: string, b: string): number {
+  const pa = a.split(".").map(Number);
+  const pb = b.split(".").map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return Math.sign(d);
+  }
+  return 0;
 }

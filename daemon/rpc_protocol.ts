@@ -27,8 +27,10 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 /** Path prefix of every method route. */
 export const ROUTE_PREFIX = "/v1/";
 
-/** Describes one RPC method: its schemas and whether it streams progress. */
-export interface MethodDef<Req, Res> {
+/** Describes one RPC method: its name, schemas and whether it streams progress. */
+export interface MethodDef<Req, Res, N extends string = string> {
+  /** Route name, e.g. `vm.create` (served at `POST /v1/vm.create`). */
+  name: N;
   /** Validates the request body. */
   request: Schema<Req>;
   /** Validates the result. */
@@ -38,21 +40,32 @@ export interface MethodDef<Req, Res> {
 }
 
 /** Declares a method. */
-export function method<Req, Res>(
+export function method<const N extends string, Req, Res>(
+  name: N,
   request: Schema<Req>,
   response: Schema<Res>,
   options: { stream?: boolean } = {},
-): MethodDef<Req, Res> {
-  return { request, response, stream: options.stream ?? false };
+): MethodDef<Req, Res, N> {
+  return { name, request, response, stream: options.stream ?? false };
+}
+
+/** Builds the name → method table the server routes on. */
+// deno-lint-ignore no-explicit-any
+export function methodTable<const T extends readonly MethodDef<any, any>[]>(
+  ...defs: T
+): { [D in T[number] as D["name"]]: D } {
+  return Object.fromEntries(defs.map((d) => [d.name, d])) as {
+    [D in T[number] as D["name"]]: D;
+  };
 }
 
 /** Any method table. */
 // deno-lint-ignore no-explicit-any
 export type MethodTable = Record<string, MethodDef<any, any>>;
 /** The request type of a method. */
-export type RequestOf<D> = D extends MethodDef<infer Req, unknown> ? Req : never;
+export type RequestOf<D> = D extends MethodDef<infer Req, infer _Res> ? Req : never;
 /** The result type of a method. */
-export type ResponseOf<D> = D extends MethodDef<unknown, infer Res> ? Res : never;
+export type ResponseOf<D> = D extends MethodDef<infer _Req, infer Res> ? Res : never;
 
 /** The JSON body of every RPC error. */
 export interface ErrorBody {

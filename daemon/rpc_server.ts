@@ -157,8 +157,7 @@ export class RpcServer<T extends MethodTable> {
     ) {
       return errorResponse({
         code: "version_mismatch",
-        message:
-          `The daemon runs banger ${this.#options.version} but this CLI is ${clientVersion}`,
+        message: `The daemon runs banger ${this.#options.version} but this CLI is ${clientVersion}`,
         op_id: opId,
         hint: "banger restarts an older daemon when it is idle; or run: banger daemon stop",
       }, headers);
@@ -183,7 +182,11 @@ export class RpcServer<T extends MethodTable> {
       if (error && STATUS_BY_CODE[error.code] >= 500) {
         log.error("rpc failed", { method: name, ms, error: error.message });
       } else {
-        log.info(`rpc ${outcome}`, { method: name, ms, ...(error ? { error: error.message } : {}) });
+        log.info(`rpc ${outcome}`, {
+          method: name,
+          ms,
+          ...(error ? { error: error.message } : {}),
+        });
       }
     };
     const handler = this.#options.handlers[name] as (r: unknown, c: OpContext) => Promise<unknown>;
@@ -313,7 +316,10 @@ async function readJsonBody(req: Request): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new RequestError("bad_request", `Cannot parse request body as JSON: ${errorMessage(err)}`);
+    throw new RequestError(
+      "bad_request",
+      `Cannot parse request body as JSON: ${errorMessage(err)}`,
+    );
   }
 }
 

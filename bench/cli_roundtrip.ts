@@ -1,0 +1,51 @@
+/**
+ * CLI round trip: p50 of `banger daemon status` against a warm daemon, beside the p50 of
+ * a bare `deno run` of an empty script (goal: ratio ≤ 1.5×), and the daemon's idle RSS
+ * (goal: ≤ 80 MiB).
+ *
+ * @module
+ */
+
+import { bangerTaskFlags } from "../tests/fixtures/banger_cli.ts";
+import { heading, median, ms, percentile, row, timeRuns } from "./_stats.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const RUNS = 40;
+
+async function runQuiet(args: string[], env: Record<string, string>): Promise<void> {
+  const out = await new Deno.Command("deno", { args, env, stdout: "null", stderr: "piped" })
+    .output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+}
+
+/** Reads VmRSS (KiB) of a process. */
+function rssKib(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+}
+
+/** Runs the benchmark and prints its figures. */
+export async function main(): Promise<void> {
+  const home = await Deno.makeTempDir({ dir: "/tmp", prefix: "bgb-" });
+  const env = { BANGER_HOME: home };
+  const empty = `${home}/empty.ts`;
+  await Deno.writeTextFile(empty, "");
+  const banger = ["run", ...bangerTaskFlags(), `${ROOT}main.ts`];
+  try {
+    await runQuiet([...banger, "daemon", "start"], env);
+    const baseline = await timeRuns(RUNS, () => runQuiet(["run", "-q", empty], env));
+    const status = await timeRuns(RUNS, () => runQuiet([...banger, "daemon", "status"], env));
+    const pid = Number((await Deno.readTextFile(`${home}/run/daemon.pid`)).trim());
+    heading("cli_roundtrip: `banger daemon status` vs bare `deno run empty.ts`");
+    row("bare deno start, p50", ms(median(baseline)));
+    row("banger daemon status, p50", ms(median(status)));
+    row("banger daemon status, p95", ms(percentile(status, 95)));
+    row("ratio p50 (goal ≤ 1.5×)", `${(median(status) / median(baseline)).toFixed(2)}×`);
+    row("daemon idle RSS (goal ≤ 80 MiB)", `${(rssKib(pid) / 1024).toFixed(1)} MiB`);
+  } finally {
+    await runQuiet([...banger, "daemon", "stop", "--force"], env).catch(() => {});
+    await Deno.remove(home, { recursive: true });
+  }
+}
+
+if (import.meta.main) await main();

@@ -1,0 +1,20 @@
+/**
+ * `deno task bench [name…]`: runs every benchmark (or the named ones) in sequence.
+ *
+ * @module
+ */
+
+const BENCHES: Record<string, () => Promise<{ main(): Promise<void> }>> = {
+  cli_roundtrip: () => import("./cli_roundtrip.ts"),
+};
+
+const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);
+for (const name of wanted) {
+  const load = BENCHES[name];
+  if (!load) {
+    // deno-lint-ignore no-console
+    console.error(`error: Unknown benchmark "${name}" (have: ${Object.keys(BENCHES).join(", ")})`);
+    Deno.exit(2);
+  }
+  await (await load()).main();
+}

@@ -1,0 +1,343 @@
+/**
+ * `banger vm …`: create, run, lifecycle verbs (several refs each), list/show, logs,
+ * stats, set, ssh.
+ *
+ * @module
+ */
+
+import {
+  type BulkResult,
+  vmDelete,
+  vmKill,
+  vmList,
+  vmLogs,
+  vmPrune,
+  vmRestart,
+  vmSet,
+  vmShow,
+  vmStart,
+  vmStats,
+  vmStop,
+  type VmView,
+} from "../daemon/api/vm.ts";
+import type { MethodDef } from "../daemon/rpc_protocol.ts";
+import { formatSize, formatSizeShort } from "../daemon/size.ts";
+import { type CommandDef, type FlagDef, Flags, type Invocation, UsageError } from "./_cli.ts";
+import { callWithProgress, parseMemoryFlag, printBulk, printJson } from "./_call.ts";
+import { callDaemon } from "./daemon_control.ts";
+import type { CliEnv } from "./env.ts";
+import { formatAge, renderFields, renderTable } from "./output.ts";
+import { createVm, sshInto, vmRun } from "./vm_session.ts";
+
+const json: FlagDef = { name: "json", kind: "bool", help: "Print JSON" };
+const sizing: FlagDef[] = [
+  { name: "name", kind: "string", help: "VM name (a DNS label; default: generated)" },
+  { name: "image", kind: "string", help: "Image (default: default_image_name)", complete: "image" },
+  { name: "vcpu", kind: "number", help: "vCPUs (default: [vm_defaults] vcpu)" },
+  { name: "memory", kind: "string", placeholder: "MIB", help: "Memory in MiB, or a size like 2G" },
+  {
+    name: "disk-size",
+    kind: "string",
+    placeholder: "SIZE",
+    help: "Work disk (/root) size, e.g. 8G",
+  },
+  { name: "nat", kind: "bool", help: "Give the guest outbound network access (NAT)" },
+];
+const vmsArg = [{ name: "vm", variadic: true, complete: "vm" as const }];
+
+function createFlags(inv: Invocation) {
+  const f = new Flags(inv);
+  return {
+    name: f.string("name"),
+    image: f.string("image"),
+    vcpu: f.number("vcpu"),
+    memory_mib: parseMemoryFlag(f.string("memory")),
+    disk_size: f.string("disk-size"),
+    system_overlay_size: f.string("system-overlay-size"),
+    nat: f.bool("nat") || undefined,
+    no_start: f.bool("no-start") || undefined,
+  };
+}
+
+function bulkVerb(
+  name: string,
+  summary: string,
+  method: MethodDef<{ refs: string[] }, BulkResult>,
+  done: string,
+  progress = false,
+): CommandDef<CliEnv> {
+  return {
+    name,
+    summary,
+    args: vmsArg,
+    flags: [json],
+    run: async (inv, env) => {
+      const r = progress
+        ? await callWithProgress(env, method, { refs: inv.args })
+        : await callDaemon(env, method, { refs: inv.args });
+      return printBulk(env, r, done, new Flags(inv).bool("json"));
+    },
+  };
+}
+
+function showVm(env: CliEnv, v: VmView): void {
+  const rows: [string, string][] = [
+    ["name", v.name],
+    ["id", v.id],
+    ["status", v.status],
+    ["image", v.image],
+    ["address", `${v.guest_ip} (${v.dns_name})`],
+    [
+      "spec",
+      `${v.vcpu} vcpu · ${v.memory_mib} MiB · ${formatSize(v.disk_bytes)} disk · ${v.vmm}${
+        v.nat ? " · nat" : ""
+      }`,
+    ],
+    ["created", v.created_at],
+  ];
+  if (v.started_at) rows.push(["started", v.started_at]);
+  if (v.pid !== undefined) rows.push(["pid", String(v.pid)]);
+  if (v.tap) rows.push(["tap", v.tap]);
+  if (v.workspace) {
+    rows.push([
+      "workspace",
+      `${v.workspace.guest_path} (from ${v.workspace.host_path} @ ${
+        v.workspace.base_commit.slice(0, 12)
+      })`,
+    ]);
+  }
+  if (v.last_error) rows.push(["last error", `${v.last_error.step}: ${v.last_error.message}`]);
+  for (const e of v.errors) rows.push(["problem", e]);
+  env.out(renderFields(rows));
+}
+
+/** The `vm` command group. */
+export const vmCommand: CommandDef<CliEnv> = {
+  name: "vm",
+  summary: "Create, run and manage sandbox VMs",
+  subcommands: [
+    {
+      name: "run",
+      summary: "Create a VM and open a shell in it (or run a command)",
+      description: "Creates a VM (pulling the image and kernel if missing), then opens SSH. " +
+        "With PATH, the git repo there is copied to /root/repo first. With `-- cmd`, runs the " +
+        "command and exits with its exit code.",
+      args: [{ name: "path", optional: true, complete: "dir" }],
+      rest: "cmd...",
+      flags: [
+        ...sizing,
+        { name: "rm", kind: "bool", help: "Delete the VM when the shell or command ends" },
+        { name: "detach", short: "d", kind: "bool", help: "Create and prepare, then exit" },
+      ],
+      examples: [
+        "banger vm run",
+        "banger vm run ./repo",
+        "banger vm run --rm ./repo -- make test",
+        "banger vm run --rm -- sh -c 'exit 42'   # exits 42",
+      ],
+      run: async (inv, env) => {
+        const f = new Flags(inv);
+        if (f.bool("detach") && f.bool("rm")) {
+          throw new UsageError("--detach and --rm cannot be combined", inv.path);
+        }
+        if (f.bool("detach") && inv.rest !== undefined) {
+          throw new UsageError("--detach cannot be combined with a command after --", inv.path);
+        }
+        if (inv.args[0] !== undefined) {
+          const { prepareAfterCreate } = await import("./workspace_cmd.ts");
+          return await vmRun(env, {
+            create: createFlags(inv),
+            command: inv.rest,
+            rm: f.bool("rm"),
+            detach: f.bool("detach"),
+            afterCreate: prepareAfterCreate(env, inv),
+          });
+        }
+        return await vmRun(env, {
+          create: createFlags(inv),
+          command: inv.rest,
+          rm: f.bool("rm"),
+          detach: f.bool("detach"),
+        });
+      },
+    },
+    {
+      name: "create",
+      summary: "Create a VM (and boot it unless --no-start)",
+      flags: [
+        ...sizing,
+        {
+          name: "system-overlay-size",
+          kind: "string",
+          placeholder: "SIZE",
+          help: "Copy-on-write space for the root disk",
+        },
+        { name: "no-start", kind: "bool", help: "Only create it" },
+        json,
+      ],
+      examples: ["banger vm create --name dev --vcpu 4 --memory 4G"],
+      run: async (inv, env) => {
+        const vm = await createVm(env, createFlags(inv));
+        if (new Flags(inv).bool("json")) printJson(env, vm);
+        else env.out(`${vm.name} ${vm.status} (${vm.guest_ip})\n`);
+        return 0;
+      },
+    },
+    bulkVerb("start", "Boot stopped VMs", vmStart, "started", true),
+    bulkVerb("stop", "Stop VMs gracefully (guest syncs first; disks are kept)", vmStop, "stopped"),
+    bulkVerb("restart", "Stop then start VMs (a fresh boot)", vmRestart, "restarted", true),
+    {
+      name: "kill",
+      summary: "Signal the VMM now (when stop hangs); the VM ends stopped",
+      args: vmsArg,
+      flags: [{
+        name: "signal",
+        kind: "string",
+        placeholder: "SIG",
+        help: "Signal to send (default KILL)",
+      }, json],
+      run: async (inv, env) => {
+        const f = new Flags(inv);
+        const r = await callDaemon(env, vmKill, { refs: inv.args, signal: f.string("signal") });
+        return printBulk(env, r, "killed", f.bool("json"));
+      },
+    },
+    bulkVerb("delete", "Delete VMs and their disks (irreversible)", vmDelete, "deleted"),
+    {
+      name: "prune",
+      summary: "Delete every VM that is not running",
+      flags: [{ name: "force", short: "f", kind: "bool", help: "Do not ask" }],
+      run: async (inv, env) => {
+        if (!new Flags(inv).bool("force")) {
+          const { vms } = await callDaemon(env, vmList, {});
+          const victims = vms.filter((v) => v.status !== "running" && v.status !== "starting");
+          if (!victims.length) return void env.out("nothing to prune\n");
+          env.out(`This deletes ${victims.map((v) => v.name).join(", ")}. Continue? [y/N] `);
+          const answer = prompt("") ?? "";
+          if (!/^y(es)?$/i.test(answer.trim())) return void env.out("aborted\n");
+        }
+        const r = await callDaemon(env, vmPrune, {});
+        env.out(
+          r.deleted.length ? r.deleted.map((n) => `deleted ${n}\n`).join("") : "nothing to prune\n",
+        );
+        return 0;
+      },
+    },
+    {
+      name: "list",
+      summary: "List VMs",
+      flags: [json],
+      run: async (inv, env) => {
+        const { vms } = await callDaemon(env, vmList, {});
+        if (new Flags(inv).bool("json")) return void printJson(env, vms);
+        const now = Date.now();
+        env.out(renderTable(
+          ["NAME", "STATUS", "IMAGE", "IP", "VCPU", "MEM", "DISK", "VMM", "WORKSPACE", "CREATED"],
+          vms.map((v) => [
+            v.name,
+            v.status,
+            v.image,
+            v.guest_ip,
+            String(v.vcpu),
+            `${v.memory_mib}M`,
+            formatSizeShort(v.disk_bytes),
+            v.vmm,
+            v.workspace?.guest_path ?? "-",
+            formatAge(v.created_at, now),
+          ]),
+        ));
+        return 0;
+      },
+    },
+    {
+      name: "show",
+      summary: "Show one VM",
+      args: [{ name: "vm", complete: "vm" }],
+      flags: [json],
+      run: async (inv, env) => {
+        const v = await callDaemon(env, vmShow, { ref: inv.args[0] });
+        if (new Flags(inv).bool("json")) printJson(env, v);
+        else showVm(env, v);
+        return 0;
+      },
+    },
+    {
+      name: "logs",
+      summary: "Show the serial console (-f to follow)",
+      args: [{ name: "vm", complete: "vm" }],
+      flags: [
+        { name: "follow", short: "f", kind: "bool", help: "Keep printing new output" },
+        { name: "lines", short: "n", kind: "number", help: "Lines to show (default 200)" },
+      ],
+      run: async (inv, env) => {
+        const f = new Flags(inv);
+        let r = await callDaemon(env, vmLogs, { ref: inv.args[0], lines: f.number("lines") });
+        env.out(r.text);
+        while (f.bool("follow") && r.running) {
+          await new Promise((res) => setTimeout(res, 500));
+          r = await callDaemon(env, vmLogs, { ref: inv.args[0], offset: r.offset });
+          env.out(r.text);
+        }
+        return 0;
+      },
+    },
+    {
+      name: "stats",
+      summary: "Show VMM metrics and process figures (JSON)",
+      args: [{ name: "vm", complete: "vm" }],
+      run: async (inv, env) => {
+        printJson(env, await callDaemon(env, vmStats, { ref: inv.args[0] }));
+        return 0;
+      },
+    },
+    {
+      name: "set",
+      summary: "Change vCPUs, memory or NAT, or grow the disk, of stopped VMs",
+      args: vmsArg,
+      flags: [
+        { name: "vcpu", kind: "number", help: "vCPUs" },
+        {
+          name: "memory",
+          kind: "string",
+          placeholder: "MIB",
+          help: "Memory in MiB, or a size like 2G",
+        },
+        {
+          name: "disk-size",
+          kind: "string",
+          placeholder: "SIZE",
+          help: "Grow the work disk to this size",
+        },
+        { name: "nat", kind: "bool", help: "Enable NAT" },
+        { name: "no-nat", kind: "bool", help: "Disable NAT" },
+        json,
+      ],
+      examples: ["banger vm set dev --vcpu 4 --memory 4G"],
+      run: async (inv, env) => {
+        const f = new Flags(inv);
+        const r = await callDaemon(env, vmSet, {
+          refs: inv.args,
+          vcpu: f.number("vcpu"),
+          memory_mib: parseMemoryFlag(f.string("memory")),
+          disk_size: f.string("disk-size"),
+          nat: f.bool("nat") ? true : f.bool("no-nat") ? false : undefined,
+        });
+        return printBulk(env, r, "updated", f.bool("json"));
+      },
+    },
+    {
+      name: "ssh",
+      summary: "Open a shell in a running VM (or run a command)",
+      args: [{ name: "vm", complete: "vm" }],
+      rest: "cmd...",
+      examples: ["banger vm ssh dev", "banger vm ssh dev -- uname -a"],
+      run: async (inv, env) => {
+        const code = await sshInto(env, inv.args[0], inv.rest);
+        if (inv.rest === undefined) {
+          env.err(`${inv.args[0]} is still running (banger vm stop ${inv.args[0]})\n`);
+        }
+        return code;
+      },
+    },
+  ],
+};

@@ -1,0 +1,111 @@
+/**
+ * The host side of guest networking: banger's bridge, the warm tap pool, opt-in NAT and
+ * the `.vm` DNS zone. Guest addresses are allocated deterministically from `cidr` (the
+ * lowest free one), inside the create reservation.
+ *
+ * @module
+ */
+
+import { errorMessage } from "../host/errors.ts";
+import { cidrContains, cidrSize, formatIpv4, parseCidr, parseIpv4 } from "../host/ipv4.ts";
+import type { PrivilegedOps } from "../host/privileged_ops.ts";
+import type { Config } from "./config.ts";
+import { DnsServer } from "./dns_server.ts";
+import type { Logger } from "./logger.ts";
+import { TapPool } from "./tap_pool.ts";
+import { BangerError } from "../host/errors.ts";
+
+/** A network resource that cannot be had. */
+export class NetworkError extends BangerError {}
+
+/** Owns the bridge, taps, NAT rules and DNS records. */
+export class HostNetwork {
+  readonly taps: TapPool;
+  readonly dns: DnsServer;
+  readonly #ops: PrivilegedOps;
+  readonly #config: Config;
+  readonly #log: Logger;
+
+  constructor(ops: PrivilegedOps, config: Config, log: Logger) {
+    this.#ops = ops;
+    this.#config = config;
+    this.#log = log;
+    this.taps = new TapPool(ops, config.bridgeName, config.tapPoolSize, log);
+    this.dns = new DnsServer({ logger: log });
+  }
+
+  /** The guests' prefix length, e.g. 24. */
+  get prefixLength(): number {
+    return parseCidr(this.#config.cidr)?.prefixLength ?? 24;
+  }
+
+  /** The bridge address, the guests' gateway. */
+  get gateway(): string {
+    return this.#config.bridgeIp;
+  }
+
+  /**
+   * Creates the bridge (idempotent) and starts the DNS server. A DNS port that is taken
+   * is logged, not fatal: VMs work without name resolution, and doctor reports it.
+   */
+  async start(): Promise<void> {
+    await this.#ops.ensureBridge({
+      name: this.#config.bridgeName,
+      address: `${this.#config.bridgeIp}/${this.prefixLength}`,
+    });
+    try {
+      await this.dns.start(this.#config.dnsListen);
+    } catch (err) {
+      this.#log.warn("dns server not started", { error: errorMessage(err) });
+    }
+  }
+
+  /** Stops DNS and deletes idle taps; taps of running VMs stay. */
+  async stop(): Promise<void> {
+    await this.dns.stop();
+    await this.taps.drain();
+  }
+
+  /**
+   * The lowest free guest address in `cidr`, skipping the network, broadcast and bridge
+   * addresses. Pure given `used`.
+   *
+   * @throws {NetworkError} `conflict` when the network is full.
+   */
+  allocateIp(used: ReadonlySet<string>): string {
+    const cidr = parseCidr(this.#config.cidr);
+    const bridge = parseIpv4(this.#config.bridgeIp);
+    if (!cidr || bridge === undefined) {
+      throw new NetworkError(`Invalid cidr "${this.#config.cidr}"`);
+    }
+    const last = cidr.network + cidrSize(cidr) - 1;
+    for (let a = cidr.network + 1; a < last; a++) {
+      if (a === bridge || !cidrContains(cidr, a)) continue;
+      const ip = formatIpv4(a);
+      if (!used.has(ip)) return ip;
+    }
+    throw new NetworkError(
+      `Cannot allocate a guest address: every address in ${this.#config.cidr} is taken`,
+      {
+        code: "conflict",
+        hint:
+          "delete VMs you no longer need (banger vm prune), or use a larger cidr in config.toml",
+      },
+    );
+  }
+
+  /** Installs NAT for a VM. */
+  addNat(vmId: string, guestIp: string): Promise<void> {
+    return this.#ops.addNat({ vmId, guestIp, bridge: this.#config.bridgeName });
+  }
+
+  /** Removes a VM's NAT rules (idempotent). */
+  async removeNat(vmId: string): Promise<void> {
+    await this.#ops.removeNat({ vmId });
+  }
+
+  /** VM ids that have NAT rules installed. */
+  async natVmIds(): Promise<string[]> {
+    return (await this.#ops.listNat()).map((e) => e.vmId);
+  }
+}

@@ -1,0 +1,166 @@
+/**
+ * Builds the daemon's services and wires them together; the daemon only composes what
+ * this returns. Each service owns its state and locks; none reaches into another.
+ *
+ * @module
+ */
+
+import { BlobCache } from "../catalog/blob_cache.ts";
+import { type Catalogs, loadCatalogs } from "../catalog/catalog_index.ts";
+import { whichProgram } from "../host/exec.ts";
+import { InProcessOps } from "../host/in_process_ops.ts";
+import { probeKvm } from "../host/kvm.ts";
+import {
+  defaultSshKey,
+  imagesDir,
+  kernelsDir,
+  knownHostsPath,
+  type Layout,
+  ociBlobsDir,
+} from "../host/layout.ts";
+import { ensureKey } from "../host/ssh.ts";
+import type { Store } from "../store/db.ts";
+import { listVms } from "../store/vms.ts";
+import type { Config } from "./config.ts";
+import { GuestAccess } from "./guest_access.ts";
+import { HostNetwork } from "./host_network.ts";
+import { ImageService } from "./image_service.ts";
+import { KernelService } from "./kernel_service.ts";
+import type { Logger } from "./logger.ts";
+import { newOpId, type OpContext } from "./rpc_server.ts";
+import { SshConfigManager } from "./ssh_config_manager.ts";
+import { sweepStaging } from "./staging.ts";
+import type { FaultInjector, VmDeps } from "./vm_deps.ts";
+import { HandleStore } from "./vm_handles.ts";
+import { reconcile } from "./vm_reconcile.ts";
+import { VmService } from "./vm_service.ts";
+import { chooseVmm } from "./vmm_choice.ts";
+import { FirecrackerDriver } from "./vmm_firecracker.ts";
+import { QemuDriver } from "./vmm_qemu.ts";
+
+/** How long a guest may take to answer SSH after its VMM starts. */
+const BOOT_TIMEOUT_MS = 240_000;
+/** How long a fetched mirror catalog is reused. */
+const CATALOG_TTL_MS = 60_000;
+
+/** Everything the daemon runs. */
+export interface DaemonServices {
+  layout: Layout;
+  config: Config;
+  logger: Logger;
+  store: Store;
+  net: HostNetwork;
+  images: ImageService;
+  kernels: KernelService;
+  vms: VmService;
+  vmDeps: VmDeps;
+  sshConfig: SshConfigManager;
+  /** Brings host state in line with the store; runs before the socket opens. */
+  startup(): Promise<void>;
+  /** Releases daemon-only resources (DNS, idle taps); running VMs stay. */
+  shutdown(): Promise<void>;
+}
+
+/** Inputs of {@linkcode buildServices}. */
+export interface ServiceInputs {
+  layout: Layout;
+  config: Config;
+  logger: Logger;
+  store: Store;
+  faults?: FaultInjector;
+}
+
+/** Builds and wires the services. */
+export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
+  const { layout, config, logger, store } = i;
+  const ops = new InProcessOps(layout);
+  const catalogs = cachedCatalogs(config.catalogUrl);
+  const kernels = new KernelService({ layout, store, catalogs });
+  const images = new ImageService({
+    layout,
+    store,
+    ops,
+    kernels,
+    blobs: new BlobCache(ociBlobsDir(layout)),
+    catalogs,
+  });
+  const net = new HostNetwork(ops, config, logger);
+  const keyPath = config.sshKeyPath || defaultSshKey(layout);
+  const guest = new GuestAccess(keyPath, knownHostsPath(layout), layout.runtimeDir);
+  const decision = chooseVmm(config.vmm, {
+    kvm: probeKvm(),
+    firecrackerPath: await whichProgram(config.firecrackerBin),
+  });
+  const drivers = {
+    firecracker: new FirecrackerDriver(config.firecrackerBin),
+    qemu: new QemuDriver(config.qemuBin, decision.accel),
+  };
+  const vmDeps: VmDeps = {
+    layout,
+    config,
+    store,
+    ops,
+    net,
+    guest,
+    handles: new HandleStore(store),
+    images,
+    kernels,
+    driver: (kind) => drivers[kind],
+    defaultVmm: decision.vmm,
+    publicKey: () => ensureKey(keyPath),
+    bootTimeoutMs: BOOT_TIMEOUT_MS,
+    faults: i.faults,
+  };
+  const vms = new VmService(vmDeps);
+  const sshConfig = new SshConfigManager(layout, {
+    keyPath,
+    knownHosts: knownHostsPath(layout),
+    controlDir: layout.runtimeDir,
+    hosts: () => listVms(store).map((v) => ({ name: v.name, ip: v.guestIp })),
+  });
+  const ctx = (): OpContext => ({
+    opId: newOpId(),
+    signal: new AbortController().signal,
+    log: logger.child({ op_id: "startup" }),
+    progress: () => {},
+  });
+  return {
+    layout,
+    config,
+    logger,
+    store,
+    net,
+    images,
+    kernels,
+    vms,
+    vmDeps,
+    sshConfig,
+    async startup() {
+      logger.info("vmm selected", { vmm: decision.vmm, reason: decision.reason });
+      await ensureKey(keyPath);
+      for (const dir of [imagesDir(layout), kernelsDir(layout)]) await sweepStaging(dir);
+      await net.start();
+      await reconcile(vmDeps, ctx());
+      await sshConfig.refresh().catch((err) =>
+        logger.warn("ssh_config not written", { error: String(err) })
+      );
+      void net.taps.warm();
+    },
+    async shutdown() {
+      await net.stop();
+    },
+  };
+}
+
+function cachedCatalogs(catalogUrl: string): (signal?: AbortSignal) => Promise<Catalogs> {
+  let cached: { at: number; value: Promise<Catalogs> } | undefined;
+  return (signal) => {
+    if (!catalogUrl) return loadCatalogs({ catalogUrl });
+    if (!cached || Date.now() - cached.at > CATALOG_TTL_MS) {
+      const value = loadCatalogs({ catalogUrl, signal });
+      cached = { at: Date.now(), value };
+      value.catch(() => cached = undefined);
+    }
+    return cached.value;
+  };
+}

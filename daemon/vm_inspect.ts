@@ -1,0 +1,87 @@
+/**
+ * Looking at VMs without changing them: views that never throw for a broken VM (they say
+ * `broken` and why), the serial console, stats, and the SSH command line for `vm ssh`.
+ *
+ * @module
+ */
+
+import { vmFiles } from "../host/layout.ts";
+import { sshArgs } from "../host/ssh.ts";
+import { getImageById } from "../store/images.ts";
+import type { VmRecord } from "../store/vms.ts";
+import type { VmStatsView, VmView } from "./api/vm.ts";
+import type { VmDeps } from "./vm_deps.ts";
+import { assertStatus } from "./vm_service.ts";
+import { guestRef } from "./vm_stop.ts";
+import { vmView } from "./views.ts";
+
+/** The view of `vm`, with `errors` for whatever is inconsistent (status `broken`). */
+export async function inspectVm(vm: VmRecord, deps: VmDeps): Promise<VmView> {
+  const errors: string[] = [];
+  const image = getImageById(deps.store, vm.imageId);
+  if (!image) errors.push(`image ${vm.imageId} is missing`);
+  if (vm.status === "running") {
+    const h = await deps.handles.read(vm);
+    if (h.pid === undefined) errors.push("running, but no VMM pid is recorded");
+    else if (!(await deps.driver(vm.spec.vmm).alive(h.pid, vm.runtime.vmDir).catch(() => false))) {
+      errors.push(`running, but its VMM (pid ${h.pid}) is gone`);
+    }
+  }
+  return vmView(vm, image?.name ?? "(missing)", errors);
+}
+
+/** The serial console: the last `lines` lines, or everything from byte `offset`. */
+export async function readLogs(
+  vm: VmRecord,
+  req: { lines?: number; offset?: number },
+): Promise<{ text: string; offset: number; running: boolean }> {
+  const path = `${vm.runtime.vmDir}/${vmFiles.serialLog}`;
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch {
+    bytes = new Uint8Array();
+  }
+  const running = vm.status === "running" || vm.status === "starting";
+  if (req.offset !== undefined) {
+    const start = req.offset > bytes.length ? 0 : req.offset;
+    return { text: new TextDecoder().decode(bytes.subarray(start)), offset: bytes.length, running };
+  }
+  const text = new TextDecoder().decode(bytes);
+  const all = text.split("\n");
+  const n = req.lines ?? 200;
+  const tail = all.slice(Math.max(0, all.length - n - (text.endsWith("\n") ? 1 : 0))).join("\n");
+  return { text: tail, offset: bytes.length, running };
+}
+
+/** Process and VMM figures. */
+export async function vmStats(vm: VmRecord, deps: VmDeps): Promise<VmStatsView> {
+  const h = await deps.handles.read(vm);
+  const base = { name: vm.name, status: vm.status, vmm: vm.spec.vmm };
+  if (vm.status !== "running" || h.pid === undefined) return base;
+  const s = await deps.driver(vm.spec.vmm).stats(h.pid, vm.runtime.vmDir);
+  return {
+    ...base,
+    pid: h.pid,
+    ...(s.cpuSeconds !== undefined ? { cpu_seconds: s.cpuSeconds } : {}),
+    ...(s.rssBytes !== undefined ? { rss_bytes: s.rssBytes } : {}),
+    ...(vm.runtime.startedAt ? { uptime_ms: Date.now() - Date.parse(vm.runtime.startedAt) } : {}),
+    ...(s.metrics !== undefined ? { metrics: s.metrics } : {}),
+  };
+}
+
+/**
+ * The `ssh` command line for a running VM, reusing the daemon's master connection when
+ * it is up.
+ *
+ * @throws {VmStateError} unless the VM is running.
+ */
+export function sshInvocation(
+  vm: VmRecord,
+  deps: VmDeps,
+  req: { command?: string[]; tty?: boolean },
+): string[] {
+  assertStatus(vm, ["running"], "ssh into");
+  const args = sshArgs(deps.guest.target(guestRef(vm)), req.command ?? [], { tty: req.tty });
+  return ["ssh", ...args.map((a) => a === "ControlMaster=auto" ? "ControlMaster=no" : a)];
+}

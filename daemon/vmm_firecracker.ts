@@ -1,0 +1,100 @@
+/**
+ * The Firecracker {@linkcode VmmDriver}: launch, configure over the API socket, boot;
+ * stop by waiting for the guest's reboot, then Ctrl+Alt+Del, then SIGKILL.
+ *
+ * @module
+ */
+
+import { renderKernelCmdline } from "../catalog/kernel_cmdline.ts";
+import { Firecracker } from "../host/firecracker.ts";
+import { vmFiles } from "../host/layout.ts";
+import { readProcFile } from "../host/procfs.ts";
+import { processStats, type VmmDriver, type VmmLaunch, type VmmStats } from "./vmm_driver.ts";
+
+/** Bounds of the stop sequence. */
+const STOP = { ctrlAltDelWaitMs: 10_000, killWaitMs: 5_000 };
+
+/** Boots guests with Firecracker (or an API-compatible binary, such as the test fake). */
+export class FirecrackerDriver implements VmmDriver {
+  readonly kind = "firecracker";
+  readonly hasVsock = true;
+  readonly #binary: string;
+
+  constructor(binary: string) {
+    this.#binary = binary;
+  }
+
+  async launch(spec: VmmLaunch): Promise<number> {
+    const vmm = await Firecracker.launch({
+      binary: this.#binary,
+      vmDir: spec.vmDir,
+      id: spec.vmId,
+      signal: spec.signal,
+    });
+    try {
+      await vmm.configure({
+        vmDir: spec.vmDir,
+        kernelPath: spec.kernel,
+        initrdPath: spec.initrd,
+        bootArgs: renderKernelCmdline({ vmm: "firecracker", init: spec.init }),
+        rootDisk: spec.rootDisk,
+        workDisk: spec.workDisk,
+        network: { tapName: spec.tap, guestIp: spec.guestIp },
+        vcpuCount: spec.vcpu,
+        memSizeMib: spec.memoryMib,
+        vsockCid: spec.vsockCid,
+      }, spec.signal);
+      await vmm.start(spec.signal);
+    } catch (err) {
+      await vmm.kill("SIGKILL").catch(() => false);
+      await vmm.waitForExit(5000).catch(() => false);
+      await vmm.cleanup().catch(() => {});
+      throw err;
+    }
+    return vmm.pid;
+  }
+
+  async findPid(vmDir: string): Promise<number | undefined> {
+    return (await Firecracker.adopt(vmDir))?.pid;
+  }
+
+  async alive(_pid: number, vmDir: string): Promise<boolean> {
+    return (await Firecracker.adopt(vmDir)) !== undefined;
+  }
+
+  async stop(
+    _pid: number,
+    vmDir: string,
+    o: { exitWaitMs: number; signal?: AbortSignal },
+  ): Promise<string> {
+    const vmm = await Firecracker.adopt(vmDir);
+    if (!vmm) return "already-exited";
+    return (await vmm.stop({ ...STOP, exitWaitMs: o.exitWaitMs, signal: o.signal })).endedBy;
+  }
+
+  async kill(_pid: number, vmDir: string, signal: string): Promise<boolean> {
+    const vmm = await Firecracker.adopt(vmDir);
+    return vmm ? await vmm.kill(signal as Deno.Signal) : false;
+  }
+
+  async waitExit(_pid: number, vmDir: string, timeoutMs: number): Promise<boolean> {
+    const vmm = await Firecracker.adopt(vmDir);
+    return vmm ? await vmm.waitForExit(timeoutMs) : true;
+  }
+
+  async cleanup(vmDir: string): Promise<void> {
+    const vmm = await Firecracker.adopt(vmDir);
+    if (vmm) return;
+    for (const f of [vmFiles.apiSocket, vmFiles.vsockSocket, vmFiles.pidFile]) {
+      await Deno.remove(`${vmDir}/${f}`).catch(() => {});
+    }
+  }
+
+  async stats(pid: number, vmDir: string): Promise<VmmStats> {
+    const vmm = await Firecracker.adopt(vmDir);
+    const base = await processStats(pid, (p) => Promise.resolve(readProcFile(p)));
+    if (!vmm) return base;
+    await vmm.client.putAction("FlushMetrics").catch(() => {});
+    return { ...base, metrics: await vmm.readMetrics().catch(() => undefined) };
+  }
+}

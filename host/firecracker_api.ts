@@ -1,0 +1,383 @@
+/**
+ * A typed client for Firecracker's HTTP API on its unix socket, mirroring
+ * `src/firecracker/swagger/firecracker.yaml`: one method per resource, typed request
+ * bodies, and a 400's `fault_message` kept on {@linkcode FirecrackerError}.
+ *
+ * Bodies are sent whole with `Content-Length` over a raw `Deno.connect`, never chunked:
+ * Firecracker's micro_http reads a body by its length only. The body types are in
+ * `firecracker_types.ts`.
+ *
+ * @module
+ */
+
+import { BangerError, type BangerErrorOptions } from "./errors.ts";
+import type {
+  ActionType,
+  BootSource,
+  Drive,
+  FullVmConfiguration,
+  InstanceInfo,
+  Logger,
+  MachineConfiguration,
+  Metrics,
+  NetworkInterface,
+  PartialDrive,
+  PartialNetworkInterface,
+  Vsock,
+} from "./firecracker_types.ts";
+
+/** Options of a {@linkcode FirecrackerError}. */
+export interface FirecrackerErrorOptions extends BangerErrorOptions {
+  /** Firecracker's own explanation, from a 4xx body `{"fault_message": …}`. */
+  faultMessage?: string;
+  /** The HTTP status Firecracker answered with. */
+  status?: number;
+}
+
+/** Firecracker refused a request, could not be reached, or its process misbehaved. */
+export class FirecrackerError extends BangerError {
+  /** Firecracker's own explanation of a rejected request, verbatim. */
+  readonly faultMessage?: string;
+  /** The HTTP status of a rejected request. */
+  readonly status?: number;
+
+  constructor(message: string, options: FirecrackerErrorOptions = {}) {
+    super(message, options);
+    this.faultMessage = options.faultMessage;
+    this.status = options.status;
+  }
+}
+
+/** Options for {@linkcode FirecrackerClient}. */
+export interface FirecrackerClientOptions {
+  /** Longest wait for one request, connection included. @default {5000} */
+  timeoutMs?: number;
+}
+
+/** A raw response: status and body text. */
+export interface FirecrackerResponse {
+  status: number;
+  body: string;
+}
+
+const DEFAULT_TIMEOUT_MS = 5000;
+const RESOURCE_ID = /^[A-Za-z0-9_]+$/;
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/**
+ * Talks to one Firecracker process over its API socket, one connection per request.
+ *
+ * @example
+ * ```ts
+ * const fc = new FirecrackerClient("/run/banger/vms/x/fc.sock");
+ * await fc.putMachineConfig({ vcpu_count: 2, mem_size_mib: 1024 });
+ * await fc.putAction("InstanceStart");
+ * (await fc.getInstanceInfo()).state; // "Running"
+ * ```
+ */
+export class FirecrackerClient {
+  /** The API socket this client talks to. */
+  readonly socketPath: string;
+  readonly #timeoutMs: number;
+
+  constructor(socketPath: string, options: FirecrackerClientOptions = {}) {
+    this.socketPath = socketPath;
+    this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  /** `PUT /logger`. @throws {FirecrackerError} */
+  putLogger(body: Logger, signal?: AbortSignal): Promise<void> {
+    return this.#send("PUT", "/logger", body, signal);
+  }
+
+  /** `PUT /metrics`. @throws {FirecrackerError} */
+  putMetrics(body: Metrics, signal?: AbortSignal): Promise<void> {
+    return this.#send("PUT", "/metrics", body, signal);
+  }
+
+  /** `PUT /boot-source`. @throws {FirecrackerError} */
+  putBootSource(body: BootSource, signal?: AbortSignal): Promise<void> {
+    return this.#send("PUT", "/boot-source", body, signal);
+  }
+
+  /** `PUT /drives/{drive_id}`. @throws {FirecrackerError} also for an id outside `[A-Za-z0-9_]` */
+  putDrive(body: Drive, signal?: AbortSignal): Promise<void> {
+    return this.#send("PUT", `/drives/${resourceId(body.drive_id)}`, body, signal);
+  }
+
+  /** `PATCH /drives/{drive_id}`. @throws {FirecrackerError} */
+  patchDrive(body: PartialDrive, signal?: AbortSignal): Promise<void> {
+    return this.#send("PATCH", `/drives/${resourceId(body.drive_id)}`, body, signal);
+  }
+
+  /** `PUT /network-interfaces/{iface_id}`. @throws {FirecrackerError} */
+  putNetworkInterface(body: NetworkInterface, signal?: AbortSignal): Promise<void> {
+    return this.#send("PUT", `/network-interfaces/${resourceId(body.iface_id)}`, body, signal);
+  }
+
+  /** `PATCH /network-interfaces/{iface_id}`. @throws {FirecrackerError} */
+  patchNetworkInterface(body: PartialNetworkInterface, signal?: AbortSignal): Promise<void> {
+    return this.#send("PATCH", `/network-interfaces/${resourceId(body.iface_id)}`, body, signal);
+  }
+
+  /** `PUT /machine-config`. @throws {FirecrackerError} */
+  putMachineConfig(body: MachineConfiguration, signal?: AbortSignal): Promise<void> {
+    return this.#send("PUT", "/machine-config", body, signal);
+  }
+
+  /** `PATCH /machine-config` (pre-boot). @throws {FirecrackerError} */
+  patchMachineConfig(body: Partial<MachineConfiguration>, signal?: AbortSignal): Promise<void> {
+    return this.#send("PATCH", "/machine-config", body, signal);
+  }
+
+  /** `PUT /vsock`. @throws {FirecrackerError} */
+  putVsock(body: Vsock, signal?: AbortSignal): Promise<void> {
+    return this.#send("PUT", "/vsock", body, signal);
+  }
+
+  /** `PUT /actions`. @throws {FirecrackerError} */
+  putAction(actionType: ActionType, signal?: AbortSignal): Promise<void> {
+    return this.#send("PUT", "/actions", { action_type: actionType }, signal);
+  }
+
+  /** `GET /`. @throws {FirecrackerError} */
+  async getInstanceInfo(signal?: AbortSignal): Promise<InstanceInfo> {
+    const v = await this.#get("/", signal);
+    const state = v.state;
+    if (
+      typeof v.id !== "string" || typeof v.vmm_version !== "string" ||
+      (state !== "Not started" && state !== "Running" && state !== "Paused")
+    ) {
+      throw this.#malformed("/", v);
+    }
+    return {
+      app_name: typeof v.app_name === "string" ? v.app_name : "Firecracker",
+      id: v.id,
+      state,
+      vmm_version: v.vmm_version,
+    };
+  }
+
+  /** `GET /version`: the version string, e.g. `"1.16.1"`. @throws {FirecrackerError} */
+  async getVersion(signal?: AbortSignal): Promise<string> {
+    const v = await this.#get("/version", signal);
+    if (typeof v.firecracker_version !== "string") throw this.#malformed("/version", v);
+    return v.firecracker_version;
+  }
+
+  /** `GET /machine-config`. @throws {FirecrackerError} */
+  async getMachineConfig(signal?: AbortSignal): Promise<MachineConfiguration> {
+    const v = await this.#get("/machine-config", signal);
+    if (typeof v.vcpu_count !== "number" || typeof v.mem_size_mib !== "number") {
+      throw this.#malformed("/machine-config", v);
+    }
+    return v as unknown as MachineConfiguration;
+  }
+
+  /** `GET /vm/config`. @throws {FirecrackerError} */
+  getVmConfig(signal?: AbortSignal): Promise<FullVmConfiguration> {
+    return this.#get("/vm/config", signal);
+  }
+
+  /**
+   * Sends one request and returns the raw answer, whatever its status.
+   *
+   * @throws {FirecrackerError} when the socket cannot be reached or does not answer in time.
+   */
+  async request(
+    method: "GET" | "PUT" | "PATCH",
+    path: string,
+    body?: unknown,
+    signal?: AbortSignal,
+  ): Promise<FirecrackerResponse> {
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    const what = `${method} ${path}`;
+    try {
+      return await exchange(this.socketPath, encodeRequest(method, path, body), combined);
+    } catch (err) {
+      if (err instanceof FirecrackerError) throw err;
+      if (signal?.aborted) {
+        throw new FirecrackerError(`Cannot ${what} on Firecracker: the request was cancelled`, {
+          code: "cancelled",
+          cause: err,
+        });
+      }
+      if (timeout.aborted) {
+        throw new FirecrackerError(
+          `Cannot ${what} on Firecracker "${this.socketPath}": no answer within ${this.#timeoutMs} ms`,
+          { code: "timeout", cause: err },
+        );
+      }
+      const unreachable = err instanceof Deno.errors.NotFound ||
+        err instanceof Deno.errors.ConnectionRefused;
+      throw new FirecrackerError(
+        `Cannot ${what} on Firecracker "${this.socketPath}": ${
+          unreachable ? "nothing is listening on the API socket" : errMessage(err)
+        }`,
+        { code: "unavailable", cause: err },
+      );
+    }
+  }
+
+  async #send(method: "PUT" | "PATCH", path: string, body: unknown, signal?: AbortSignal) {
+    const res = await this.request(method, path, body, signal);
+    if (res.status === 204 || res.status === 200) return;
+    throw this.#rejected(`${method} ${path}`, res);
+  }
+
+  async #get(path: string, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    const res = await this.request("GET", path, undefined, signal);
+    if (res.status !== 200) throw this.#rejected(`GET ${path}`, res);
+    let value: unknown;
+    try {
+      value = JSON.parse(res.body);
+    } catch {
+      value = undefined;
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) {
+      throw this.#malformed(path, res.body);
+    }
+    return value as Record<string, unknown>;
+  }
+
+  #rejected(what: string, res: FirecrackerResponse): FirecrackerError {
+    const fault = faultMessage(res.body);
+    return new FirecrackerError(
+      `Cannot ${what} on Firecracker: ${fault ?? `it answered ${res.status}`}`,
+      {
+        code: res.status === 413 ? "too_large" : "failed_precondition",
+        faultMessage: fault,
+        status: res.status,
+      },
+    );
+  }
+
+  #malformed(path: string, value: unknown): FirecrackerError {
+    const shown = typeof value === "string" ? value : JSON.stringify(value);
+    return new FirecrackerError(
+      `Cannot read GET ${path} from Firecracker: unexpected answer ${shown.slice(0, 200)}`,
+      { code: "internal" },
+    );
+  }
+}
+
+function resourceId(id: string): string {
+  if (!RESOURCE_ID.test(id)) {
+    throw new FirecrackerError(
+      `Cannot use Firecracker resource id "${id}": only letters, digits and "_" are allowed`,
+      { code: "invalid_argument" },
+    );
+  }
+  return id;
+}
+
+function faultMessage(body: string): string | undefined {
+  try {
+    const v: unknown = JSON.parse(body);
+    if (typeof v === "object" && v !== null && "fault_message" in v) {
+      const m = (v as { fault_message: unknown }).fault_message;
+      if (typeof m === "string") return m;
+    }
+  } catch {
+    // not JSON: the caller reports the status instead
+  }
+  return undefined;
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Encodes one HTTP/1.1 request with a whole body and `Content-Length` (pure).
+ *
+ * @example
+ * ```ts
+ * encodeRequest("PUT", "/actions", { action_type: "InstanceStart" });
+ * ```
+ */
+export function encodeRequest(method: string, path: string, body?: unknown): Uint8Array {
+  if (/\s/.test(path) || [...path].some((c) => c.charCodeAt(0) < 0x20 || c === "\x7f")) {
+    throw new FirecrackerError(`Cannot request "${path}": the path contains whitespace`, {
+      code: "invalid_argument",
+    });
+  }
+  const payload = body === undefined ? undefined : enc.encode(JSON.stringify(body));
+  const head = [`${method} ${path} HTTP/1.1`, "Host: localhost", "Accept: application/json"];
+  if (payload) head.push("Content-Type: application/json", `Content-Length: ${payload.length}`);
+  const headBytes = enc.encode(head.join("\r\n") + "\r\n\r\n");
+  if (!payload) return headBytes;
+  const out = new Uint8Array(headBytes.length + payload.length);
+  out.set(headBytes);
+  out.set(payload, headBytes.length);
+  return out;
+}
+
+async function exchange(
+  socketPath: string,
+  request: Uint8Array,
+  signal: AbortSignal,
+): Promise<FirecrackerResponse> {
+  signal.throwIfAborted();
+  const conn = await Deno.connect({ transport: "unix", path: socketPath });
+  const close = () => {
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+  };
+  signal.addEventListener("abort", close, { once: true });
+  try {
+    for (let off = 0; off < request.length;) off += await conn.write(request.subarray(off));
+    return await readResponse(conn);
+  } finally {
+    signal.removeEventListener("abort", close);
+    close();
+  }
+}
+
+async function readResponse(conn: Deno.Conn): Promise<FirecrackerResponse> {
+  let buf = new Uint8Array(0);
+  let headEnd = -1;
+  const chunk = new Uint8Array(16 * 1024);
+  let eof = false;
+  const more = async () => {
+    const n = await conn.read(chunk);
+    if (n === null) {
+      eof = true;
+      return;
+    }
+    const next = new Uint8Array(buf.length + n);
+    next.set(buf);
+    next.set(chunk.subarray(0, n), buf.length);
+    buf = next;
+  };
+  while ((headEnd = indexOfHeadEnd(buf)) < 0) {
+    if (eof) throw new Error("the connection closed before a complete response");
+    await more();
+  }
+  const head = dec.decode(buf.subarray(0, headEnd)).split("\r\n");
+  const m = /^HTTP\/1\.[01] (\d{3})/.exec(head[0] ?? "");
+  if (!m) throw new Error(`malformed status line "${head[0]}"`);
+  const status = Number(m[1]);
+  const lengthLine = head.find((l) => /^content-length\s*:/i.test(l));
+  const bodyStart = headEnd + 4;
+  if (status === 204 || status === 304 || status < 200) return { status, body: "" };
+  if (lengthLine) {
+    const length = Number(lengthLine.slice(lengthLine.indexOf(":") + 1).trim());
+    while (buf.length - bodyStart < length && !eof) await more();
+    return { status, body: dec.decode(buf.subarray(bodyStart, bodyStart + length)) };
+  }
+  while (!eof) await more();
+  return { status, body: dec.decode(buf.subarray(bodyStart)) };
+}
+
+function indexOfHeadEnd(buf: Uint8Array): number {
+  for (let i = 0; i + 3 < buf.length; i++) {
+    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+  }
+  return -1;
+}

@@ -1,0 +1,239 @@
+/**
+ * {@linkcode InProcessOps}: `PrivilegedOps` run inside the calling process (which must
+ * be root). Every call parses its arguments with `PRIVILEGED_OP_ARGS` and checks every
+ * path against banger's managed directories before doing anything.
+ *
+ * @module
+ */
+
+import { ensureBridge } from "./bridge.ts";
+import {
+  applyExt4Ownership,
+  checkExt4,
+  createExt4,
+  dumpExt4,
+  type Ext4Check,
+  type Ext4Op,
+  growExt4,
+  readExt4File,
+  writeExt4,
+} from "./ext4.ts";
+import type { Layout } from "./layout.ts";
+import { type AttachedLoop, detachLoop, listLoops, loopBackingFile } from "./loop.ts";
+import { canonicalPath, ManagedPaths } from "./managed_paths.ts";
+import { addNat, listNat, type NatEntry, removeNat } from "./nat.ts";
+import {
+  type OpArgs,
+  parseOpArgs,
+  type PrivilegedOpName,
+  type PrivilegedOps,
+  PrivilegedOpsError,
+} from "./privileged_ops.ts";
+import { readProcFile } from "./procfs.ts";
+import {
+  createRootDisk,
+  releaseRootDisk,
+  type RootDiskHandle,
+  rootDiskStrategy,
+  type StrategyReport,
+} from "./rootdisk.ts";
+import { createTap, deleteTap, listTaps, type TapInfo } from "./tap.ts";
+
+const DELETED = " (deleted)";
+
+/**
+ * Runs privileged operations in this process.
+ *
+ * @example
+ * ```ts
+ * const ops: PrivilegedOps = new InProcessOps(layout);
+ * await ops.ensureBridge({ name: "bg-br0", address: "172.16.0.1/24" });
+ * ```
+ */
+export class InProcessOps implements PrivilegedOps {
+  readonly #paths: ManagedPaths;
+
+  /** Operates inside `layout`'s state, cache and runtime directories only. */
+  constructor(layout: Pick<Layout, "stateDir" | "cacheDir" | "runtimeDir">) {
+    this.#paths = new ManagedPaths(layout);
+  }
+
+  #args<M extends PrivilegedOpName>(method: M, raw: unknown): OpArgs<M> {
+    return parseOpArgs(method, raw ?? {});
+  }
+
+  #file(path: string, what: string): Promise<string> {
+    return this.#paths.check(path, { mustExist: true, kind: "file" }, what);
+  }
+
+  #dir(path: string, what: string): Promise<string> {
+    return this.#paths.check(path, { mustExist: true, kind: "dir" }, what);
+  }
+
+  async ensureBridge(raw: OpArgs<"ensureBridge">): Promise<void> {
+    await ensureBridge(this.#args("ensureBridge", raw));
+  }
+
+  async createTap(raw: OpArgs<"createTap">): Promise<void> {
+    const { name, ...options } = this.#args("createTap", raw);
+    await createTap(name, options);
+  }
+
+  async deleteTap(raw: OpArgs<"deleteTap">): Promise<boolean> {
+    return await deleteTap(this.#args("deleteTap", raw).name);
+  }
+
+  async listTaps(raw?: OpArgs<"listTaps">): Promise<TapInfo[]> {
+    this.#args("listTaps", raw);
+    return await listTaps();
+  }
+
+  async addNat(raw: OpArgs<"addNat">): Promise<void> {
+    await addNat(this.#args("addNat", raw));
+  }
+
+  async removeNat(raw: OpArgs<"removeNat">): Promise<boolean> {
+    return await removeNat(this.#args("removeNat", raw).vmId);
+  }
+
+  async listNat(raw?: OpArgs<"listNat">): Promise<NatEntry[]> {
+    this.#args("listNat", raw);
+    return await listNat();
+  }
+
+  async rootDiskStrategy(raw: OpArgs<"rootDiskStrategy">): Promise<StrategyReport> {
+    const { dir } = this.#args("rootDiskStrategy", raw);
+    return await rootDiskStrategy(await this.#dir(dir, "directory"));
+  }
+
+  async createRootDisk(raw: OpArgs<"createRootDisk">): Promise<RootDiskHandle> {
+    const args = this.#args("createRootDisk", raw);
+    await this.#file(args.baseImage, "base image");
+    await this.#paths.check(args.vmDir, { kind: "dir" }, "VM directory");
+    return await createRootDisk(args);
+  }
+
+  async releaseRootDisk(raw: OpArgs<"releaseRootDisk">): Promise<void> {
+    const { handle, deleteFiles } = this.#args("releaseRootDisk", raw);
+    // Files may already be gone after a crash: check spelling and symlinks, not existence.
+    await this.#paths.check(handle.vmFile, { kind: "file" }, "VM file");
+    this.#paths.checkLexical(handle.baseImage, "base image");
+    for (const loop of handle.loops) {
+      this.#paths.checkLexical(loop.backingFile, "loop backing file");
+    }
+    const device = handle.devicePath;
+    const deviceOk = /^\/dev\/dm-\d+$/.test(device) || device === handle.vmFile;
+    if (!deviceOk) {
+      throw new PrivilegedOpsError(
+        `Cannot release root disk "${device}": its device must be /dev/dm-N or its VM file`,
+        { code: "invalid_argument" },
+      );
+    }
+    await releaseRootDisk(handle, { deleteFiles });
+  }
+
+  listLoops(raw?: OpArgs<"listLoops">): Promise<AttachedLoop[]> {
+    return settle(() => {
+      this.#args("listLoops", raw);
+      return listLoops().filter((l) => this.#managedBacking(l.backingFile) !== undefined);
+    });
+  }
+
+  detachLoop(raw: OpArgs<"detachLoop">): Promise<boolean> {
+    return settle(() => {
+      const { path } = this.#args("detachLoop", raw);
+      const backing = loopBackingFile(path);
+      if (backing === undefined) return false;
+      if (this.#managedBacking(backing) === undefined) {
+        throw new PrivilegedOpsError(
+          `Cannot detach "${path}": its backing file "${backing}" is outside banger's directories`,
+          { code: "permission_denied" },
+        );
+      }
+      return detachLoop(path);
+    });
+  }
+
+  /** The backing file without the " (deleted)" mark, when it is inside a managed root. */
+  #managedBacking(backing: string): string | undefined {
+    const file = backing.endsWith(DELETED) ? backing.slice(0, -DELETED.length) : backing;
+    return canonicalPath(file) === file && this.#paths.inside(file) ? file : undefined;
+  }
+
+  async createWorkDisk(raw: OpArgs<"createWorkDisk">): Promise<void> {
+    const args = this.#args("createWorkDisk", raw);
+    await this.#paths.check(args.path, { kind: "file" }, "disk image");
+    if (args.fromDir !== undefined) await this.#dir(args.fromDir, "source directory");
+    await createExt4(args);
+  }
+
+  async writeExt4(raw: OpArgs<"writeExt4">): Promise<void> {
+    const { image, ops } = this.#args("writeExt4", raw);
+    await this.#file(image, "disk image");
+    for (const op of ops) {
+      if (op.kind === "writeFile" && op.hostFile !== undefined) {
+        await this.#file(op.hostFile, "host file");
+      }
+    }
+    await writeExt4(image, ops as Ext4Op[]);
+  }
+
+  async applyExt4Ownership(raw: OpArgs<"applyExt4Ownership">): Promise<void> {
+    const { image, entries } = this.#args("applyExt4Ownership", raw);
+    await applyExt4Ownership(await this.#file(image, "disk image"), entries);
+  }
+
+  async readExt4File(raw: OpArgs<"readExt4File">): Promise<string> {
+    const { image, path, encoding } = this.#args("readExt4File", raw);
+    const bytes = await readExt4File(await this.#file(image, "disk image"), path);
+    if (encoding === "base64") {
+      let binary = "";
+      for (const b of bytes) binary += String.fromCharCode(b);
+      return btoa(binary);
+    }
+    return new TextDecoder().decode(bytes);
+  }
+
+  async dumpExt4(raw: OpArgs<"dumpExt4">): Promise<void> {
+    const { image, path, dest } = this.#args("dumpExt4", raw);
+    await dumpExt4(
+      await this.#file(image, "disk image"),
+      path,
+      await this.#dir(dest, "destination"),
+    );
+  }
+
+  async checkExt4(raw: OpArgs<"checkExt4">): Promise<Ext4Check> {
+    const { image } = this.#args("checkExt4", raw);
+    return await checkExt4(await this.#file(image, "disk image"));
+  }
+
+  async growExt4(raw: OpArgs<"growExt4">): Promise<void> {
+    const { image, sizeBytes } = this.#args("growExt4", raw);
+    await growExt4(await this.#file(image, "disk image"), sizeBytes);
+  }
+
+  readProcFile(raw: OpArgs<"readProcFile">): Promise<string> {
+    return settle(() => {
+      const { path } = this.#args("readProcFile", raw);
+      if (canonicalPath(path) !== path || !/^\/(proc|sys)\/./.test(path)) {
+        throw new PrivilegedOpsError(
+          `Cannot read "${path}": only /proc and /sys files can be read`,
+          {
+            code: "permission_denied",
+          },
+        );
+      }
+      return readProcFile(path);
+    });
+  }
+}
+
+/** Runs synchronous work so that a throw becomes a rejected promise. */
+function settle<T>(fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}

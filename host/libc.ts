@@ -1,0 +1,431 @@
+/**
+ * Checked C library calls: each wrapper calls libc through `host/_libc.ts`, reads
+ * `errno` right after a failure and throws a {@linkcode LibcError} naming what could not
+ * be done, the file or device, and `strerror`.
+ *
+ * Deno's own file APIs refuse `/dev`, `/proc` and `/sys` without `--allow-all`; these
+ * calls need only `--allow-ffi` (reference/host-primitives-lab.md §7).
+ *
+ * @module
+ */
+
+import { type LibcSymbols, loadLibc } from "./_libc.ts";
+import { BangerError, type ErrorCode } from "./errors.ts";
+
+// <asm-generic/fcntl.h> (x86_64 values)
+/** Open for reading only. */
+export const O_RDONLY = 0x0;
+/** Open for writing only. */
+export const O_WRONLY = 0x1;
+/** Open for reading and writing. */
+export const O_RDWR = 0x2;
+/** Create the file if missing. */
+export const O_CREAT = 0x40;
+/** With `O_CREAT`: fail with EEXIST when the file exists. */
+export const O_EXCL = 0x80;
+/** Fail with ELOOP when the last path component is a symlink. */
+export const O_NOFOLLOW = 0x20000;
+/** Close the descriptor in child processes. */
+export const O_CLOEXEC = 0x80000;
+
+// <linux/fs.h> / <unistd.h>
+/** `lseek` from the start of the file. */
+export const SEEK_SET = 0;
+/** `lseek` from the end of the file. */
+export const SEEK_END = 2;
+/** `lseek` to the next byte that holds data at or after the offset. */
+export const SEEK_DATA = 3;
+/** `lseek` to the next hole at or after the offset. */
+export const SEEK_HOLE = 4;
+
+// <unistd.h>
+const F_OK = 0;
+
+// <asm-generic/errno-base.h>, <asm-generic/errno.h>: value -> [name, banger error code]
+const ERRNOS: Record<number, [string, ErrorCode]> = {
+  1: ["EPERM", "permission_denied"],
+  2: ["ENOENT", "not_found"],
+  3: ["ESRCH", "not_found"],
+  4: ["EINTR", "unavailable"],
+  5: ["EIO", "internal"],
+  6: ["ENXIO", "not_found"],
+  9: ["EBADF", "internal"],
+  11: ["EAGAIN", "unavailable"],
+  12: ["ENOMEM", "internal"],
+  13: ["EACCES", "permission_denied"],
+  16: ["EBUSY", "conflict"],
+  17: ["EEXIST", "conflict"],
+  18: ["EXDEV", "failed_precondition"],
+  19: ["ENODEV", "not_found"],
+  20: ["ENOTDIR", "invalid_argument"],
+  21: ["EISDIR", "invalid_argument"],
+  22: ["EINVAL", "invalid_argument"],
+  25: ["ENOTTY", "failed_precondition"],
+  27: ["EFBIG", "too_large"],
+  28: ["ENOSPC", "too_large"],
+  30: ["EROFS", "failed_precondition"],
+  36: ["ENAMETOOLONG", "invalid_argument"],
+  38: ["ENOSYS", "failed_precondition"],
+  40: ["ELOOP", "invalid_argument"],
+  95: ["EOPNOTSUPP", "failed_precondition"],
+};
+
+/** errno values the host layer branches on. */
+export const Errno = {
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  ENXIO: 6,
+  EAGAIN: 11,
+  EACCES: 13,
+  EBUSY: 16,
+  EEXIST: 17,
+  EXDEV: 18,
+  ENODEV: 19,
+  EINVAL: 22,
+  ENOTTY: 25,
+  ENOSYS: 38,
+  EOPNOTSUPP: 95,
+} as const;
+
+/** The symbolic name of an errno value, e.g. `EBUSY`; `errno N` when unknown. */
+export function errnoName(errno: number): string {
+  return ERRNOS[errno]?.[0] ?? `errno ${errno}`;
+}
+
+/** A libc call failed; `errno` says why. */
+export class LibcError extends BangerError {
+  /** The errno value read right after the failing call. */
+  readonly errno: number;
+  /** What was being done, e.g. `configure loop device`. */
+  readonly operation: string;
+  /** The file or device it was done to. */
+  readonly target: string;
+  /** `strerror` and the errno name, e.g. `Device or resource busy (EBUSY)`. */
+  readonly reason: string;
+
+  /** Builds the message from the operation, target, errno name and `description`. */
+  constructor(operation: string, target: string, errno: number, description: string) {
+    super(`Cannot ${operation} "${target}": ${description} (${errnoName(errno)})`, {
+      code: ERRNOS[errno]?.[1] ?? "internal",
+    });
+    this.errno = errno;
+    this.operation = operation;
+    this.target = target;
+    this.reason = `${description} (${errnoName(errno)})`;
+  }
+}
+
+/**
+ * The bound libc symbols.
+ *
+ * @throws {BangerError} when libc cannot be loaded (usually: `--allow-ffi` is missing).
+ */
+export function libc(): LibcSymbols {
+  try {
+    return loadLibc();
+  } catch (err) {
+    throw new BangerError(`Cannot load the C library: ${String(err)}`, {
+      code: "failed_precondition",
+      hint: "run banger with --allow-ffi",
+      cause: err,
+    });
+  }
+}
+
+/** Reads the calling thread's errno. Call it immediately after the failing call. */
+export function lastErrno(): number {
+  const ptr = libc().__errno_location();
+  if (ptr === null) return 0;
+  return new Deno.UnsafePointerView(ptr).getInt32(0);
+}
+
+/** Sets errno to 0, for calls (like readdir) whose failure is only visible in errno. */
+export function clearErrno(): void {
+  const ptr = libc().__errno_location();
+  if (ptr === null) return;
+  // SAFETY: __errno_location returns the thread's errno slot, 4 bytes, valid for the
+  // thread's lifetime; the view is dropped before this function returns.
+  new Int32Array(Deno.UnsafePointerView.getArrayBuffer(ptr, 4))[0] = 0;
+}
+
+/** `strerror(errno)` as a string. */
+export function describeErrno(errno: number): string {
+  const ptr = libc().strerror(errno);
+  return ptr === null ? `error ${errno}` : Deno.UnsafePointerView.getCString(ptr);
+}
+
+/**
+ * The part of a lower-level error worth appending after a module's own "Cannot …: ",
+ * with its first letter lowered: `cannot open "/dev/loop3": No such file (ENOENT)`.
+ */
+export function because(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.charAt(0).toLowerCase() + text.slice(1);
+}
+
+/** Builds the {@linkcode LibcError} for the errno just set. */
+export function failure(operation: string, target: string, errno = lastErrno()): LibcError {
+  return new LibcError(operation, target, errno, describeErrno(errno));
+}
+
+/** `text` as UTF-8 with a terminating NUL, for `const char *` parameters. */
+export function cString(text: string): Uint8Array {
+  const bytes = new TextEncoder().encode(text);
+  if (bytes.includes(0)) throw new RangeError(`Cannot pass "${text}" to C: it contains a NUL`);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}
+
+/** Decodes a NUL-terminated string stored in `buf[offset, offset + size)`. */
+export function decodeCString(buf: Uint8Array, offset: number, size: number): string {
+  const field = buf.subarray(offset, offset + size);
+  const end = field.indexOf(0);
+  return new TextDecoder().decode(end === -1 ? field : field.subarray(0, end));
+}
+
+/**
+ * An open file descriptor; `using` closes it.
+ *
+ * @example
+ * ```ts
+ * using fd = Fd.open("/dev/loop0", O_RDONLY | O_CLOEXEC, "open loop device");
+ * const superblock = fd.pread(new Uint8Array(1024), 1024);
+ * ```
+ */
+export class Fd implements Disposable {
+  #fd: number;
+  /** The path it was opened from, named in errors. */
+  readonly path: string;
+
+  private constructor(fd: number, path: string) {
+    this.#fd = fd;
+    this.path = path;
+  }
+
+  /**
+   * open(2). `O_CLOEXEC` is always added.
+   *
+   * @throws {LibcError} naming `operation` and `path`.
+   */
+  static open(path: string, flags: number, operation = "open", mode = 0o600): Fd {
+    const name = cString(path);
+    for (;;) {
+      // SAFETY: `name` is a local NUL-terminated buffer kept alive by this frame for the
+      // whole synchronous call; open(2) does not retain the pointer.
+      const fd = libc().open(name, flags | O_CLOEXEC, mode);
+      if (fd >= 0) return new Fd(fd, path);
+      const errno = lastErrno();
+      if (errno !== Errno.EINTR) throw failure(operation, path, errno);
+    }
+  }
+
+  /** The raw descriptor number; throws once closed. */
+  get fd(): number {
+    if (this.#fd < 0) throw new RangeError(`Cannot use "${this.path}": it is closed`);
+    return this.#fd;
+  }
+
+  /** Closes the descriptor; calling it twice is harmless. */
+  close(): void {
+    if (this.#fd < 0) return;
+    const fd = this.#fd;
+    this.#fd = -1;
+    libc().close(fd);
+  }
+
+  /** Closes the descriptor. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /**
+   * ioctl(2) whose argument is a pointer to `buf`; returns ioctl's result.
+   *
+   * @throws {LibcError} naming `operation`.
+   */
+  ioctlPtr(request: number, buf: Uint8Array, operation: string): number {
+    // SAFETY: `buf` is owned by the caller and referenced by this frame until the
+    // synchronous ioctl returns; the kernel copies in/out during the call only.
+    const rc = libc().ioctl_ptr(this.fd, BigInt(request), buf);
+    if (rc < 0) throw failure(operation, this.path);
+    return rc;
+  }
+
+  /**
+   * ioctl(2) whose argument is an integer (no pointer crosses); returns its result.
+   *
+   * @throws {LibcError} naming `operation`.
+   */
+  ioctlInt(request: number, arg: number | bigint, operation: string): number {
+    const rc = libc().ioctl_int(this.fd, BigInt(request), BigInt(arg));
+    if (rc < 0) throw failure(operation, this.path);
+    return rc;
+  }
+
+  /** pread(2) into `buf`, retrying EINTR; returns the bytes read (0 at end of file). */
+  pread(buf: Uint8Array, offset: number, operation = "read"): number {
+    for (;;) {
+      // SAFETY: `buf` outlives the synchronous call; pread writes at most buf.length bytes.
+      const n = Number(libc().pread(this.fd, buf, BigInt(buf.length), BigInt(offset)));
+      if (n >= 0) return n;
+      const errno = lastErrno();
+      if (errno !== Errno.EINTR) throw failure(operation, this.path, errno);
+    }
+  }
+
+  /** pwrite(2) all of `buf` at `offset`, looping over short writes. */
+  pwriteAll(buf: Uint8Array, offset: number, operation = "write"): void {
+    let done = 0;
+    while (done < buf.length) {
+      const chunk = buf.subarray(done);
+      // SAFETY: `chunk` views caller-owned memory alive for the synchronous call.
+      const n = Number(libc().pwrite(this.fd, chunk, BigInt(chunk.length), BigInt(offset + done)));
+      if (n < 0) {
+        const errno = lastErrno();
+        if (errno === Errno.EINTR) continue;
+        throw failure(operation, this.path, errno);
+      }
+      done += n;
+    }
+  }
+
+  /** read(2) from the current position until end of file, up to `maxBytes`. */
+  readAll(maxBytes: number, operation = "read"): Uint8Array {
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    while (total < maxBytes) {
+      const buf = new Uint8Array(Math.min(65536, maxBytes - total));
+      // SAFETY: `buf` is a fresh local buffer alive for the synchronous call.
+      const n = Number(libc().read(this.fd, buf, BigInt(buf.length)));
+      if (n < 0) {
+        const errno = lastErrno();
+        if (errno === Errno.EINTR) continue;
+        throw failure(operation, this.path, errno);
+      }
+      if (n === 0) break;
+      chunks.push(buf.subarray(0, n));
+      total += n;
+    }
+    const out = new Uint8Array(total);
+    let at = 0;
+    for (const c of chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
+  }
+
+  /** write(2) all of `buf` at the current position. */
+  writeAll(buf: Uint8Array, operation = "write"): void {
+    let done = 0;
+    while (done < buf.length) {
+      const chunk = buf.subarray(done);
+      // SAFETY: `chunk` views caller-owned memory alive for the synchronous call.
+      const n = Number(libc().write(this.fd, chunk, BigInt(chunk.length)));
+      if (n < 0) {
+        const errno = lastErrno();
+        if (errno === Errno.EINTR) continue;
+        throw failure(operation, this.path, errno);
+      }
+      done += n;
+    }
+  }
+
+  /** fsync(2). */
+  fsync(operation = "flush"): void {
+    if (libc().fsync(this.fd) < 0) throw failure(operation, this.path);
+  }
+
+  /**
+   * lseek(2). For `SEEK_DATA`/`SEEK_HOLE`, ENXIO (no more data past `offset`) returns
+   * `undefined` instead of throwing.
+   */
+  seek(offset: number, whence: number, operation = "seek in"): number | undefined {
+    const pos = Number(libc().lseek(this.fd, BigInt(offset), whence));
+    if (pos >= 0) return pos;
+    const errno = lastErrno();
+    if (errno === Errno.ENXIO && (whence === SEEK_DATA || whence === SEEK_HOLE)) return undefined;
+    throw failure(operation, this.path, errno);
+  }
+
+  /** ftruncate(2). */
+  truncate(length: number, operation = "resize"): void {
+    if (libc().ftruncate(this.fd, BigInt(length)) < 0) throw failure(operation, this.path);
+  }
+
+  /**
+   * copy_file_range(2) of up to `length` bytes from `src` at `srcOffset` to this file at
+   * `dstOffset`; returns bytes copied (0 at end of `src`).
+   */
+  copyRangeFrom(src: Fd, srcOffset: number, dstOffset: number, length: number): number {
+    const offIn = new BigInt64Array([BigInt(srcOffset)]);
+    const offOut = new BigInt64Array([BigInt(dstOffset)]);
+    for (;;) {
+      // SAFETY: the two 8-byte offset cells are locals alive for the synchronous call;
+      // the kernel reads and updates them during the call only.
+      const n = Number(
+        libc().copy_file_range(
+          src.fd,
+          new Uint8Array(offIn.buffer),
+          this.fd,
+          new Uint8Array(offOut.buffer),
+          BigInt(length),
+          0,
+        ),
+      );
+      if (n >= 0) return n;
+      const errno = lastErrno();
+      if (errno !== Errno.EINTR) {
+        throw failure(`copy data from "${src.path}" into`, this.path, errno);
+      }
+    }
+  }
+}
+
+/** Whether `path` exists (access(2) with F_OK), without Deno's /dev and /sys restrictions. */
+export function pathExists(path: string): boolean {
+  // SAFETY: the NUL-terminated name is a temporary that lives for the synchronous call.
+  return libc().access(cString(path), F_OK) === 0;
+}
+
+// <asm-generic/socket.h>
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+/** sizeof(struct ucred): pid @0, uid @4, gid @8 (`<sys/socket.h>`, checked with gcc). */
+export const UCRED_SIZE = 12;
+
+/** The credentials of a unix-socket peer. */
+export interface PeerCredentials {
+  /** The peer's process id. */
+  pid: number;
+  /** Its effective uid. */
+  uid: number;
+  /** Its effective gid. */
+  gid: number;
+}
+
+/** Decodes a `struct ucred`. Pure. */
+export function decodeUcred(buf: Uint8Array): PeerCredentials {
+  if (buf.length < UCRED_SIZE) {
+    throw new RangeError(`Cannot decode ucred: need ${UCRED_SIZE} bytes, got ${buf.length}`);
+  }
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  return { pid: dv.getInt32(0, true), uid: dv.getUint32(4, true), gid: dv.getUint32(8, true) };
+}
+
+/**
+ * getsockopt(SO_PEERCRED) on a connected unix socket descriptor (for the root helper).
+ *
+ * @throws {LibcError} when the call fails.
+ */
+export function peerCredentials(socketFd: number): PeerCredentials {
+  const buf = new Uint8Array(UCRED_SIZE);
+  const len = new Uint32Array([UCRED_SIZE]);
+  // SAFETY: `buf` and the socklen_t cell are locals alive for the synchronous call.
+  const rc = libc().getsockopt(socketFd, SOL_SOCKET, SO_PEERCRED, buf, new Uint8Array(len.buffer));
+  if (rc < 0) throw failure("read peer credentials of", `fd ${socketFd}`);
+  return decodeUcred(buf);
+}

@@ -1,0 +1,260 @@
+/**
+ * `PrivilegedOps`: every operation banger performs on the host as root, as one typed
+ * interface. Each method takes one plain-data argument object and returns plain data, so
+ * a later root-helper transport can carry each call as one JSON request and validate it
+ * with the same {@linkcode PRIVILEGED_OP_ARGS} schemas the in-process implementation
+ * uses. Implementations validate before touching anything: names must carry banger's
+ * prefix, paths must be inside banger's directories with no symlinks
+ * (`host/managed_paths.ts`), loop devices must be `/dev/loopN`, addresses must parse.
+ *
+ * Naming (chosen here): bridges `bg-` + 1–12 of `a-z0-9-` (not starting `bg-tap`), taps
+ * `bg-tap` + 1–9 of `a-z0-9-`, dm devices `bg-root-<vmId>[-base]`, nft table `ip banger`.
+ *
+ * @module
+ */
+
+import { parseInterfaceAddress } from "./bridge.ts";
+import { isBridgeName } from "./bridge.ts";
+import { BangerError } from "./errors.ts";
+import type { Ext4Check, Ext4Op, OwnershipEntry } from "./ext4.ts";
+import { parseIpv4 } from "./ipv4.ts";
+import type { AttachedLoop } from "./loop.ts";
+import { parseLoopPath } from "./loop.ts";
+import type { NatEntry } from "./nat.ts";
+import type { RootDiskHandle, RootDiskStrategy, StrategyReport } from "./rootdisk.ts";
+import * as s from "./schema.ts";
+import type { TapInfo } from "./tap.ts";
+import { isTapName } from "./tap.ts";
+
+/** A privileged call was refused before it touched anything, or its arguments are malformed. */
+export class PrivilegedOpsError extends BangerError {}
+
+const VM_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const DM_NAME = /^bg-root-[A-Za-z0-9][A-Za-z0-9_-]{0,63}(-base)?$/;
+const uint32 = s.number({ int: true, min: 0, max: 0xfffffffe });
+const size = s.number({ int: true, min: 1024 * 1024, max: Number.MAX_SAFE_INTEGER });
+const path = s.string({ min: 1, max: 4096, expected: "an absolute path" });
+const vmId = s.string({ pattern: VM_ID, expected: "a VM id (1–64 of A-Z a-z 0-9 _ -)" });
+const tapName = s.refine(
+  s.string(),
+  'a tap name "bg-tap…" of at most 15 bytes',
+  (v) => isTapName(v) ? v : undefined,
+);
+const bridgeName = s.refine(
+  s.string(),
+  'a bridge name "bg-…" of at most 15 bytes',
+  (v) => isBridgeName(v) ? v : undefined,
+);
+const ipv4 = s.refine(
+  s.string(),
+  "an IPv4 address",
+  (v) => parseIpv4(v) !== undefined ? v : undefined,
+);
+const attrs = {
+  mode: s.optional(s.number({ int: true, min: 0, max: 0o7777 })),
+  uid: s.optional(uint32),
+  gid: s.optional(uint32),
+};
+const ext4Op: s.Schema<Ext4Op> = {
+  expected: "an ext4 operation",
+  parse(value, at = "") {
+    const kind = (value as { kind?: unknown } | null)?.kind;
+    const schemas: Record<string, s.Schema<Ext4Op>> = {
+      mkdir: s.object({ kind: s.literal("mkdir"), path: s.string(), ...attrs }),
+      writeFile: s.object({
+        kind: s.literal("writeFile"),
+        path: s.string(),
+        text: s.optional(s.string()),
+        base64: s.optional(s.string({ pattern: /^[A-Za-z0-9+/]*={0,2}$/, expected: "base64" })),
+        hostFile: s.optional(path),
+        ...attrs,
+      }),
+      symlink: s.object({
+        kind: s.literal("symlink"),
+        path: s.string(),
+        target: s.string({ min: 1 }),
+        uid: s.optional(uint32),
+        gid: s.optional(uint32),
+      }),
+      setAttrs: s.object({ kind: s.literal("setAttrs"), path: s.string(), ...attrs }),
+      remove: s.object({ kind: s.literal("remove"), path: s.string() }),
+    };
+    const schema = typeof kind === "string" ? schemas[kind] : undefined;
+    if (!schema) {
+      throw new s.SchemaError(`${at}.kind`, `must be one of ${Object.keys(schemas).join(", ")}`);
+    }
+    return schema.parse(value, at);
+  },
+};
+
+/** The argument schema of every method (no-argument methods take `{}`). */
+export const PRIVILEGED_OP_ARGS = {
+  ensureBridge: s.object({
+    name: bridgeName,
+    address: s.refine(
+      s.string(),
+      "an interface address like 172.16.0.1/24",
+      (v) => parseInterfaceAddress(v) ? v : undefined,
+    ),
+  }),
+  createTap: s.object({
+    name: tapName,
+    bridge: bridgeName,
+    owner: s.optional(uint32),
+    group: s.optional(uint32),
+  }),
+  deleteTap: s.object({ name: tapName }),
+  listTaps: s.object({}),
+  addNat: s.object({ vmId, guestIp: ipv4, bridge: bridgeName }),
+  removeNat: s.object({ vmId }),
+  listNat: s.object({}),
+  rootDiskStrategy: s.object({ dir: path }),
+  createRootDisk: s.object({
+    id: vmId,
+    baseImage: path,
+    vmDir: path,
+    cowBytes: size,
+    strategy: s.optional(s.literal("dm-snapshot", "reflink", "sparse-copy")),
+  }),
+  releaseRootDisk: s.object({
+    handle: s.object({
+      strategy: s.literal("dm-snapshot", "reflink", "sparse-copy"),
+      devicePath: path,
+      baseImage: path,
+      vmFile: path,
+      loops: s.array(
+        s.object({
+          path: s.refine(
+            s.string(),
+            "a loop device /dev/loopN",
+            (v) => parseLoopPath(v) !== undefined ? v : undefined,
+          ),
+          backingFile: path,
+        }),
+        { max: 8 },
+      ),
+      dmNames: s.array(s.string({ pattern: DM_NAME, expected: "a dm name bg-root-<id>" }), {
+        max: 4,
+      }),
+      sizeBytes: s.number({ int: true, min: 0 }),
+    }),
+    deleteFiles: s.optional(s.boolean()),
+  }),
+  listLoops: s.object({}),
+  detachLoop: s.object({
+    path: s.refine(
+      s.string(),
+      "a loop device /dev/loopN",
+      (v) => parseLoopPath(v) !== undefined ? v : undefined,
+    ),
+  }),
+  createWorkDisk: s.object({
+    path,
+    sizeBytes: size,
+    label: s.optional(s.string({ pattern: /^[A-Za-z0-9._-]{1,16}$/, expected: "a label" })),
+    fromDir: s.optional(path),
+  }),
+  writeExt4: s.object({ image: path, ops: s.array(ext4Op, { max: 100_000 }) }),
+  applyExt4Ownership: s.object({
+    image: path,
+    entries: s.array(
+      s.object({
+        path: s.string(),
+        kind: s.literal("dir", "file", "symlink"),
+        uid: uint32,
+        gid: uint32,
+        mode: s.number({ int: true, min: 0, max: 0o7777 }),
+      }),
+      { max: 1_000_000 },
+    ),
+  }),
+  readExt4File: s.object({
+    image: path,
+    path: s.string(),
+    encoding: s.optional(s.literal("utf8", "base64")),
+  }),
+  dumpExt4: s.object({ image: path, path: s.string(), dest: path }),
+  checkExt4: s.object({ image: path }),
+  growExt4: s.object({ image: path, sizeBytes: size }),
+  readProcFile: s.object({ path }),
+} as const;
+
+/** Method names of {@linkcode PrivilegedOps}. */
+export type PrivilegedOpName = keyof typeof PRIVILEGED_OP_ARGS;
+/** The argument type of method `M`. */
+export type OpArgs<M extends PrivilegedOpName> = s.Infer<(typeof PRIVILEGED_OP_ARGS)[M]>;
+
+/**
+ * Parses `raw` as the arguments of `method`.
+ *
+ * @throws {PrivilegedOpsError} `invalid_argument`, naming the field.
+ * @example
+ * ```ts
+ * const args = parseOpArgs("deleteTap", { name: "bg-tap0" });
+ * ```
+ */
+export function parseOpArgs<M extends PrivilegedOpName>(method: M, raw: unknown): OpArgs<M> {
+  try {
+    return PRIVILEGED_OP_ARGS[method].parse(raw) as OpArgs<M>;
+  } catch (err) {
+    if (err instanceof s.SchemaError) {
+      throw new PrivilegedOpsError(`Cannot run ${method}: ${err.message}`, {
+        code: "invalid_argument",
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Every privileged host operation. Argument and result types are plain data.
+ * Validation failures reject with {@linkcode PrivilegedOpsError} (or
+ * `ManagedPathError`) with code `invalid_argument` or `permission_denied`, before
+ * anything is touched.
+ */
+export interface PrivilegedOps {
+  /** Creates banger's bridge if missing, gives it `address`, brings it up. Idempotent. */
+  ensureBridge(args: OpArgs<"ensureBridge">): Promise<void>;
+  /** Creates a persistent tap (vnet_hdr), enslaves it to `bridge`, brings it up. */
+  createTap(args: OpArgs<"createTap">): Promise<void>;
+  /** Deletes a tap; `false` when it did not exist. */
+  deleteTap(args: OpArgs<"deleteTap">): Promise<boolean>;
+  /** banger's taps (`bg-tap…`). */
+  listTaps(args?: OpArgs<"listTaps">): Promise<TapInfo[]>;
+  /** Installs or replaces a VM's NAT rules; enables ip_forward. */
+  addNat(args: OpArgs<"addNat">): Promise<void>;
+  /** Removes a VM's NAT rules; `false` when it had none. */
+  removeNat(args: OpArgs<"removeNat">): Promise<boolean>;
+  /** Which VMs have NAT rules installed. */
+  listNat(args?: OpArgs<"listNat">): Promise<NatEntry[]>;
+  /** Which root-disk strategy this host would use for VM files in `dir` (doctor). */
+  rootDiskStrategy(args: OpArgs<"rootDiskStrategy">): Promise<StrategyReport>;
+  /** Makes a VM's copy-on-write root disk; the handle is plain JSON to persist. */
+  createRootDisk(args: OpArgs<"createRootDisk">): Promise<RootDiskHandle>;
+  /** Releases a root disk from its (possibly persisted) handle; keeps going on errors. */
+  releaseRootDisk(args: OpArgs<"releaseRootDisk">): Promise<void>;
+  /** Loop devices backed by files inside banger's directories. */
+  listLoops(args?: OpArgs<"listLoops">): Promise<AttachedLoop[]>;
+  /** Detaches a loop device whose backing file is banger's; `false` when not attached. */
+  detachLoop(args: OpArgs<"detachLoop">): Promise<boolean>;
+  /** Truncates + `mkfs.ext4` (lazy init, root-owned root; `fromDir` for image builds). */
+  createWorkDisk(args: OpArgs<"createWorkDisk">): Promise<void>;
+  /** Applies ext4 operations in one debugfs run. */
+  writeExt4(args: OpArgs<"writeExt4">): Promise<void>;
+  /** Restores owners/modes after `mkfs.ext4 -d`. */
+  applyExt4Ownership(args: OpArgs<"applyExt4Ownership">): Promise<void>;
+  /** Reads one file from an ext4 image (UTF-8 text, or base64). */
+  readExt4File(args: OpArgs<"readExt4File">): Promise<string>;
+  /** Copies a tree out of an ext4 image into a managed directory. */
+  dumpExt4(args: OpArgs<"dumpExt4">): Promise<void>;
+  /** `e2fsck -fn`; a dirty filesystem is reported, not thrown. */
+  checkExt4(args: OpArgs<"checkExt4">): Promise<Ext4Check>;
+  /** Grows an ext4 image file and its filesystem. */
+  growExt4(args: OpArgs<"growExt4">): Promise<void>;
+  /** Reads a `/proc` or `/sys` file (liveness, doctor). */
+  readProcFile(args: OpArgs<"readProcFile">): Promise<string>;
+}
+
+/** Re-exported for implementations. */
+export type { Ext4Op, OwnershipEntry, RootDiskStrategy };

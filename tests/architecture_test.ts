@@ -1,0 +1,87 @@
+/**
+ * Pins the dependency rules of DESIGN.md and STYLE.md: `commands → (rpc) → daemon →
+ * {host, store, catalog}`, the CLI sees only the wire API, and no module imports itself
+ * through a cycle.
+ */
+import { assertEquals } from "./fixtures/assert.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const FOLDERS = ["commands", "daemon", "host", "store", "catalog"];
+
+/** Files the CLI may import from daemon/: the wire API and what it needs. */
+const WIRE = /^daemon\/(api\.ts|api\/[a-z_]+\.ts|rpc_protocol\.ts|size\.ts)$/;
+
+const ALLOWED: Record<string, (target: string, from: string) => boolean> = {
+  host: (t) => t.startsWith("host/"),
+  store: (t) => t.startsWith("host/") || t.startsWith("store/"),
+  catalog: (t) => t.startsWith("host/") || t.startsWith("catalog/"),
+  daemon: (t, from) =>
+    WIRE.test(from)
+      ? WIRE.test(t) || t === "host/schema.ts" || t === "host/errors.ts"
+      : !t.startsWith("commands/"),
+  commands: (t) => t.startsWith("commands/") || WIRE.test(t),
+};
+
+function sourceFiles(): string[] {
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of Deno.readDirSync(`${ROOT}${dir}`)) {
+      const rel = `${dir}/${e.name}`;
+      if (e.isDirectory) walk(rel);
+      else if (e.name.endsWith(".ts")) out.push(rel);
+    }
+  };
+  for (const f of FOLDERS) {
+    try {
+      walk(f);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+  }
+  return out;
+}
+
+function importsOf(file: string): string[] {
+  const text = Deno.readTextFileSync(`${ROOT}${file}`);
+  const specs = [...text.matchAll(/^\s*(?:import|export)\b[^;]*?from\s+"([^"]+)"/gms)].map((m) =>
+    m[1]
+  );
+  specs.push(...[...text.matchAll(/^\s*import\s+"([^"]+)"/gm)].map((m) => m[1]));
+  specs.push(...[...text.matchAll(/import\(\s*"([^"]+)"\s*\)/g)].map((m) => m[1]));
+  const dir = file.split("/").slice(0, -1).join("/");
+  return specs.filter((s) => s.startsWith(".")).map((s) =>
+    new URL(s, `file:///${dir}/`).pathname.slice(1)
+  );
+}
+
+Deno.test("imports follow the layer rules: commands → daemon wire API; daemon → host, store, catalog", () => {
+  const violations: string[] = [];
+  for (const file of sourceFiles()) {
+    const folder = file.split("/")[0];
+    for (const target of importsOf(file)) {
+      if (!ALLOWED[folder](target, file)) violations.push(`${file} → ${target}`);
+    }
+  }
+  assertEquals(violations, []);
+});
+
+Deno.test("no import cycles between source files", () => {
+  const graph = new Map(sourceFiles().map((f) => [f, importsOf(f)]));
+  const cycles: string[] = [];
+  const state = new Map<string, "visiting" | "done">();
+  const stack: string[] = [];
+  const visit = (f: string) => {
+    if (state.get(f) === "done") return;
+    if (state.get(f) === "visiting") {
+      cycles.push([...stack.slice(stack.indexOf(f)), f].join(" → "));
+      return;
+    }
+    state.set(f, "visiting");
+    stack.push(f);
+    for (const t of graph.get(f) ?? []) visit(t);
+    stack.pop();
+    state.set(f, "done");
+  };
+  for (const f of graph.keys()) visit(f);
+  assertEquals(cycles, []);
+});

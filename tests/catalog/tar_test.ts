@@ -1,0 +1,157 @@
+import { assertEquals, assertRejects } from "../fixtures/assert.ts";
+import { programs } from "../fixtures/requires.ts";
+import { gatedTest } from "../fixtures/requires.ts";
+import { tarBytes } from "../fixtures/tar_writer.ts";
+import { TarError } from "../../catalog/errors.ts";
+import { readTar, type TarEntry } from "../../catalog/tar.ts";
+import { run } from "../../host/exec.ts";
+
+type Seen = Omit<TarEntry, "body"> & { text: string };
+
+async function readAll(bytes: Uint8Array, readBodies = true): Promise<Seen[]> {
+  const out: Seen[] = [];
+  for await (const entry of readTar(chunked(bytes, 333))) {
+    const { body, ...rest } = entry;
+    let text = "";
+    if (readBodies) {
+      const decoder = new TextDecoder();
+      for await (const c of body) text += decoder.decode(c, { stream: true });
+      text += decoder.decode();
+    }
+    out.push({ ...rest, text });
+  }
+  return out;
+}
+
+/** A stream of odd-sized chunks, so headers straddle chunk boundaries. */
+function chunked(bytes: Uint8Array, size: number): ReadableStream<Uint8Array> {
+  let offset = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (offset >= bytes.length) return controller.close();
+      controller.enqueue(bytes.slice(offset, offset + size));
+      offset += size;
+    },
+  });
+}
+
+Deno.test("readTar() reads ustar entries with owners, setuid modes and links", async () => {
+  const entries = await readAll(tarBytes([
+    { path: "bin/", type: "dir", mode: 0o755 },
+    { path: "bin/su", content: "x".repeat(700), mode: 0o4755, uid: 0, gid: 0 },
+    { path: "home/u/f", content: "hello", uid: 1000, gid: 1001, mode: 0o600 },
+    { path: "bin/sh", type: "symlink", linkName: "busybox" },
+    { path: "bin/su2", type: "hardlink", linkName: "bin/su" },
+    { path: "dev/null", type: "char" },
+    { path: "run/fifo", type: "fifo" },
+  ]));
+  assertEquals(entries.map((e) => [e.path, e.type, e.mode, e.uid, e.gid, e.size, e.linkName]), [
+    ["bin/", "dir", 0o755, 0, 0, 0, ""],
+    ["bin/su", "file", 0o4755, 0, 0, 700, ""],
+    ["home/u/f", "file", 0o600, 1000, 1001, 5, ""],
+    ["bin/sh", "symlink", 0o644, 0, 0, 0, "busybox"],
+    ["bin/su2", "hardlink", 0o644, 0, 0, 0, "bin/su"],
+    ["dev/null", "char", 0o644, 0, 0, 0, ""],
+    ["run/fifo", "fifo", 0o644, 0, 0, 0, ""],
+  ]);
+  assertEquals(entries[1].text, "x".repeat(700));
+  assertEquals(entries[2].text, "hello");
+});
+
+Deno.test("readTar() applies pax records and GNU long names, ignoring xattrs", async () => {
+  const long = `${"d".repeat(120)}/${"f".repeat(120)}`;
+  const entries = await readAll(tarBytes([
+    { path: "short", content: "a", pax: { path: long, uid: "70000", "SCHILY.xattr.user.x": "v" } },
+    { path: "gnu", content: "b", gnuLongName: true },
+    { path: `${"g".repeat(150)}`, content: "c", gnuLongName: true },
+    { path: "link", type: "symlink", pax: { linkpath: `/${"t".repeat(200)}` } },
+    { path: "after", content: "d" },
+  ]));
+  assertEquals(entries.map((e) => [e.path, e.uid, e.text]), [
+    [long, 70000, "a"],
+    ["gnu", 0, "b"],
+    ["g".repeat(150), 0, "c"],
+    ["link", 0, ""],
+    ["after", 0, "d"],
+  ]);
+  assertEquals(entries[3].linkName, `/${"t".repeat(200)}`);
+});
+
+Deno.test("readTar() accepts an archive that ends right after the last entry's data, as umoci writes", async () => {
+  const full = tarBytes([{ path: "a", content: "x" }], { end: false });
+  const entries = await readAll(full.slice(0, 513));
+  assertEquals(entries.map((e) => [e.path, e.text]), [["a", "x"]]);
+  await assertRejects(() => readAll(full.slice(0, 600)), TarError, "ends inside it");
+});
+
+Deno.test("readTar() skips bodies the caller does not read", async () => {
+  const entries = await readAll(
+    tarBytes([{ path: "a", content: "1".repeat(1500) }, { path: "b", content: "2" }]),
+    false,
+  );
+  assertEquals(entries.map((e) => e.path), ["a", "b"]);
+});
+
+Deno.test("readTar() refuses corrupt, truncated and unsupported archives", async (t) => {
+  await t.step("bad header checksum", async () => {
+    const bytes = tarBytes([{ path: "a", content: "x" }]);
+    bytes[10] ^= 1;
+    await assertRejects(() => readAll(bytes), TarError, "bad checksum");
+  });
+  await t.step("archive ends inside an entry", async () => {
+    const bytes = tarBytes([{ path: "a", content: "x".repeat(2000) }], { end: false });
+    await assertRejects(() => readAll(bytes.slice(0, 1200)), TarError, "ends inside it");
+  });
+  await t.step("archive ends inside a header", async () => {
+    const bytes = tarBytes([{ path: "a", content: "x" }], { end: false });
+    await assertRejects(() => readAll(bytes.slice(0, 1300 - 500)), TarError, "ends inside");
+  });
+  await t.step("sparse entries", async () => {
+    const bytes = tarBytes([{ path: "s", typeflag: "S" }]);
+    await assertRejects(() => readAll(bytes), TarError, `entry type "S" is not supported`);
+  });
+  await t.step("malformed pax record", async () => {
+    const bytes = tarBytes([{ path: "p", pax: { path: "x" } }]);
+    bytes[512] = "7".charCodeAt(0);
+    await assertRejects(() => readAll(bytes), TarError);
+  });
+  await t.step("a name that is not UTF-8", async () => {
+    const bytes = tarBytes([{ path: "ab", content: "" }]);
+    bytes[0] = 0xff;
+    const sum = bytes.subarray(0, 512).reduce((n, v, i) => n + (i >= 148 && i < 156 ? 32 : v), 0);
+    bytes.set(new TextEncoder().encode(sum.toString(8).padStart(6, "0") + "\0 "), 148);
+    await assertRejects(() => readAll(bytes), TarError, "not valid UTF-8");
+  });
+});
+
+gatedTest(
+  "readTar() reads archives made by GNU tar in gnu and pax formats",
+  [programs("tar")],
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const deep = `${dir}/src/${"x".repeat(90)}/${"y".repeat(90)}`;
+      await Deno.mkdir(deep, { recursive: true });
+      await Deno.writeTextFile(`${deep}/${"z".repeat(120)}`, "deep");
+      await Deno.symlink("x".repeat(90), `${dir}/src/${"l".repeat(110)}`);
+      for (const format of ["gnu", "pax"]) {
+        await run("tar", [
+          "-C",
+          `${dir}/src`,
+          `--format=${format}`,
+          "-cf",
+          `${dir}/${format}.tar`,
+          ".",
+        ]);
+        const entries = await readAll(await Deno.readFile(`${dir}/${format}.tar`));
+        const file = entries.find((e) => e.path.endsWith("z".repeat(120)));
+        assertEquals(file?.path, `./${"x".repeat(90)}/${"y".repeat(90)}/${"z".repeat(120)}`);
+        assertEquals(file?.text, "deep");
+        const link = entries.find((e) => e.type === "symlink");
+        assertEquals([link?.path, link?.linkName], [`./${"l".repeat(110)}`, "x".repeat(90)]);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

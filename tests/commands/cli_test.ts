@@ -1,0 +1,149 @@
+import { assert, assertEquals, assertStringIncludes, assertThrows } from "../fixtures/assert.ts";
+import { type CommandDef, parseArgv, renderHelp, UsageError } from "../../commands/_cli.ts";
+import { runCli } from "../../commands/cli.ts";
+import type { CliEnv } from "../../commands/env.ts";
+import { RpcClient } from "../../commands/rpc_client.ts";
+import { complete } from "../../commands/completion_cmd.ts";
+
+const tree: CommandDef = {
+  name: "banger",
+  summary: "root",
+  subcommands: [{
+    name: "vm",
+    summary: "VMs",
+    subcommands: [{
+      name: "run",
+      summary: "run one",
+      args: [{ name: "path", optional: true, complete: "dir" }],
+      rest: "cmd",
+      flags: [
+        { name: "name", kind: "string", help: "VM name" },
+        { name: "vcpu", kind: "number", help: "vCPUs" },
+        { name: "rm", kind: "bool", help: "remove after" },
+        { name: "detach", short: "d", kind: "bool", help: "detach" },
+      ],
+      run: () => Promise.resolve(0),
+    }, {
+      name: "stop",
+      summary: "stop",
+      args: [{ name: "vm", variadic: true, complete: "vm" }],
+      run: () => Promise.resolve(0),
+    }],
+  }],
+};
+
+Deno.test("parseArgv() reads subcommands, flags, positionals and the command after --", () => {
+  const { invocation } = parseArgv(tree, [
+    "vm",
+    "run",
+    "./repo",
+    "--name=dev",
+    "--vcpu",
+    "2",
+    "-d",
+    "--",
+    "sh",
+    "-c",
+    "exit 42",
+  ]);
+  assertEquals(invocation.path, ["vm", "run"]);
+  assertEquals(invocation.args, ["./repo"]);
+  assertEquals(invocation.flags.get("name"), "dev");
+  assertEquals(invocation.flags.get("vcpu"), "2");
+  assertEquals(invocation.flags.get("detach"), true);
+  assertEquals(invocation.rest, ["sh", "-c", "exit 42"]);
+});
+
+Deno.test("parseArgv() throws UsageError for each wrong command line", async (t) => {
+  const cases: [string[], string][] = [
+    [["vm", "rnu"], `Unknown command "rnu" for "banger vm" (did you mean "run"?)`],
+    [
+      ["vm", "run", "--nmae", "x"],
+      `Unknown flag "--nmae" for "banger vm run" (did you mean "--name"?)`,
+    ],
+    [["vm", "run", "--vcpu", "two"], `Flag "--vcpu" must be a whole number, got "two"`],
+    [["vm", "run", "--name"], `Flag "--name" needs a value`],
+    [["vm", "run", "a", "b"], `got an unexpected argument "b"`],
+    [["vm", "stop"], `needs at least one VM`],
+    [["vm", "stop", "x", "--", "y"], `does not take a command after "--"`],
+    [["vm"], `needs a subcommand: run, stop`],
+  ];
+  for (const [argv, expected] of cases) {
+    await t.step(argv.join(" "), () => {
+      const err = assertThrows(() => parseArgv(tree, argv), UsageError);
+      assertStringIncludes(err.message, expected);
+      assertEquals(err.exitCode, 2);
+    });
+  }
+});
+
+Deno.test("renderHelp() shows usage, flags and the command after --", () => {
+  const run = tree.subcommands?.[0].subcommands?.[0];
+  assert(run);
+  const help = renderHelp(run, ["vm", "run"]);
+  assertStringIncludes(help, "Usage: banger vm run [PATH] [flags] [-- cmd]");
+  assertStringIncludes(help, "-d, --detach");
+  assertStringIncludes(help, "--name STRING");
+  assertStringIncludes(help, "--help");
+});
+
+Deno.test("complete() offers subcommands, flags and completer values", async () => {
+  const names = (kind: string) => Promise.resolve(kind === "vm" ? ["dev", "devbox", "ci"] : []);
+  assertEquals(await complete(tree as CommandDef<CliEnv>, ["vm", "s"], names), ["stop"]);
+  assertEquals(await complete(tree as CommandDef<CliEnv>, ["vm", "run", "--de"], names), [
+    "--detach",
+    "--debug",
+  ]);
+  assertEquals(await complete(tree as CommandDef<CliEnv>, ["vm", "stop", "de"], names), [
+    "dev",
+    "devbox",
+  ]);
+});
+
+function fakeEnv(): CliEnv & { stdout: string[]; stderr: string[] } {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const never = () => Promise.reject(new Error("not used"));
+  return {
+    stdout,
+    stderr,
+    out: (t) => void stdout.push(t),
+    err: (t) => void stderr.push(t),
+    stdoutIsTty: false,
+    stderrIsTty: false,
+    client: new RpcClient("/nonexistent/banger.sock"),
+    paths: { socket: "/nonexistent/banger.sock", startLock: "", startupLog: "", runtimeDir: "" },
+    daemonCommand: () => ({ program: "false", args: [] }),
+    ensureRuntimeDir: never,
+    local: { runDaemon: never, doctor: never },
+  };
+}
+
+Deno.test("runCli() exits 2 with one error line and a --help pointer for usage errors", async () => {
+  const env = fakeEnv();
+  assertEquals(await runCli(["daemon", "sttus"], env), 2);
+  assertEquals(
+    env.stderr.join(""),
+    `error: Unknown command "sttus" for "banger daemon" (did you mean "status"?)\nRun "banger daemon --help" for usage.\n`,
+  );
+});
+
+Deno.test("runCli() prints help and the version", async () => {
+  const env = fakeEnv();
+  assertEquals(await runCli(["--help"], env), 0);
+  assertStringIncludes(env.stdout.join(""), "Usage: banger <command>");
+  const v = fakeEnv();
+  assertEquals(await runCli(["--version"], v), 0);
+  assert(v.stdout.join("").startsWith("banger 0.1.0"));
+});
+
+Deno.test("runCli() prints operation errors on one line without a stack unless --debug", async () => {
+  const env = fakeEnv();
+  env.local.doctor = () => Promise.reject(new Error("disk on fire"));
+  assertEquals(await runCli(["doctor"], env), 1);
+  assertEquals(env.stderr.join(""), "error: disk on fire\n");
+  const dbg = fakeEnv();
+  dbg.local.doctor = () => Promise.reject(new Error("disk on fire"));
+  assertEquals(await runCli(["doctor", "--debug"], dbg), 1);
+  assertStringIncludes(dbg.stderr.join(""), "at ");
+});

@@ -1,0 +1,99 @@
+import { assert, assertEquals, assertStringIncludes } from "../fixtures/assert.ts";
+import { runDoctor } from "../../daemon/doctor.ts";
+import { resolveLayout } from "../../host/layout.ts";
+import { Store } from "../../store/db.ts";
+import { LATEST_VERSION } from "../../store/migrations.ts";
+import { runBanger } from "../fixtures/banger_cli.ts";
+
+async function tempHome(): Promise<{ home: string } & AsyncDisposable> {
+  const home = await Deno.makeTempDir({ dir: "/tmp", prefix: "bg-doc-" });
+  return { home, [Symbol.asyncDispose]: () => Deno.remove(home, { recursive: true }) };
+}
+
+Deno.test("runDoctor() gives every check a status, and a fix for each WARN or FAIL", async () => {
+  await using t = await tempHome();
+  const report = await runDoctor(resolveLayout({ BANGER_HOME: t.home }, 0, false), {
+    home: t.home,
+  });
+  const names = report.checks.map((c) => c.name);
+  for (
+    const expected of [
+      "architecture",
+      "kvm",
+      "firecracker",
+      "vmm",
+      "device-mapper",
+      "loop",
+      "tun",
+      "vhost-vsock",
+      "nft",
+      "ip",
+      "mkfs.ext4",
+      "debugfs",
+      "e2fsck",
+      "ssh",
+      "ssh-keygen",
+      "git",
+      "store",
+      "runtime dir",
+    ]
+  ) {
+    assert(names.includes(expected), `missing check "${expected}" in ${names}`);
+  }
+  for (const c of report.checks) {
+    if (c.status !== "PASS") assert(c.fix && c.fix.length > 0, `${c.name} has no fix`);
+  }
+  const dm = report.checks.find((c) => c.name === "device-mapper");
+  let hasDm = true;
+  try {
+    Deno.statSync("/dev/mapper/control");
+  } catch {
+    hasDm = false;
+  }
+  assertEquals(dm?.status, hasDm ? "PASS" : "WARN");
+});
+
+Deno.test("runDoctor() never creates banger's directories or the store", async () => {
+  await using t = await tempHome();
+  await runDoctor(resolveLayout({ BANGER_HOME: t.home }, 0, false), { home: t.home });
+  const entries = [...Deno.readDirSync(t.home)].map((e) => e.name);
+  assertEquals(entries, []);
+});
+
+Deno.test("`banger doctor` exits 1 and names the problem for a store newer than the binary", async () => {
+  await using t = await tempHome();
+  await Deno.mkdir(`${t.home}/state`, { recursive: true, mode: 0o700 });
+  {
+    using store = Store.open(`${t.home}/state/banger.db`);
+    store.write((d) =>
+      d.prepare(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future', 'now')",
+      )
+        .run(LATEST_VERSION + 5)
+    );
+  }
+  const r = await runBanger(["doctor", "--json"], { env: { BANGER_HOME: t.home } });
+  assertEquals(r.code, 1, r.stderr);
+  const report = JSON.parse(r.stdout);
+  assertEquals(report.ok, false);
+  const store = report.checks.find((c: { name: string }) => c.name === "store");
+  assertEquals(store.status, "FAIL");
+  assertStringIncludes(store.detail, `schema ${LATEST_VERSION + 5}, newer than this banger`);
+});
+
+Deno.test("`banger doctor` fails a group-writable runtime dir and a bad config", async () => {
+  await using t = await tempHome();
+  await Deno.mkdir(`${t.home}/run`, { mode: 0o700 });
+  await Deno.chmod(`${t.home}/run`, 0o775);
+  await Deno.mkdir(`${t.home}/config`, { mode: 0o700 });
+  await Deno.writeTextFile(`${t.home}/config/config.toml`, `vmm = "bochs"\n`);
+  const r = await runBanger(["doctor", "--json"], { env: { BANGER_HOME: t.home } });
+  assertEquals(r.code, 1);
+  const checks = JSON.parse(r.stdout).checks as { name: string; status: string; detail: string }[];
+  const run = checks.find((c) => c.name === "runtime dir");
+  assertEquals(run?.status, "FAIL");
+  assertStringIncludes(run?.detail ?? "", "writable by its group");
+  const config = checks.find((c) => c.name === "config");
+  assertEquals(config?.status, "FAIL");
+  assertStringIncludes(config?.detail ?? "", `key "vmm" must be one of`);
+});

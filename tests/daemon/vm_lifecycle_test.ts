@@ -1,0 +1,182 @@
+import { assert, assertEquals, assertRejects } from "../fixtures/assert.ts";
+import { leftovers, vmHarness } from "../fixtures/vm_harness.ts";
+import { programs, root } from "../fixtures/requires.ts";
+import { gatedTest } from "../fixtures/requires.ts";
+import { getVm } from "../../store/vms.ts";
+
+const needs = [root(), programs("ip", "nft", "mkfs.ext4", "debugfs")];
+
+gatedTest(
+  "VmService runs create → stop → start → delete with the simulated fake, leaving nothing (root, netns)",
+  needs,
+  async () => {
+    await using h = await vmHarness();
+    const vms = h.services.vms;
+    const vm = await vms.create({ name: "dev" }, h.ctx());
+    assertEquals(vm.status, "running");
+    assert(
+      vm.runtime.pid !== undefined && vm.runtime.tap && vm.runtime.rootDisk,
+      "handles recorded",
+    );
+    assertEquals(h.services.net.dns.lookup("dev"), vm.guestIp);
+    const handlesFile = JSON.parse(await Deno.readTextFile(`${vm.runtime.vmDir}/handles.json`));
+    assertEquals(handlesFile.pid, vm.runtime.pid, "handles.json mirrors the row");
+
+    const [stopped] = await vms.stop(["dev"], h.ctx());
+    assertEquals(stopped.vm?.status, "stopped", String(stopped.error));
+    assertEquals(h.services.net.dns.lookup("dev"), undefined);
+    let left = await leftovers(h);
+    assertEquals([left.loops, left.taps, left.vmms], [[], [], []], "a stopped VM holds nothing");
+
+    const [started] = await vms.start(["dev"], h.ctx());
+    assertEquals(started.vm?.status, "running", String(started.error));
+    const [deleted] = await vms.delete(["dev"], h.ctx());
+    assert(deleted.vm && !deleted.error, String(deleted.error));
+    assertEquals(vms.list(), []);
+    left = await leftovers(h);
+    assertEquals([left.loops, left.taps, left.nat, left.vmms], [[], [], [], []]);
+    await Deno.stat(vm.runtime.vmDir).then(() => assert(false, "vm dir kept"), () => {});
+  },
+);
+
+const STEPS = ["prepare", "root_disk", "work_disk", "tap", "nat", "vmm", "boot", "dns"];
+
+gatedTest(
+  "VmService.create() failing at each start step leaves no loop, tap, nft rule or process, and records the step (root, netns)",
+  needs,
+  async (t) => {
+    let failAt = "";
+    await using h = await vmHarness({
+      faults: {
+        beforeStep(step) {
+          if (step === failAt) throw new Error(`injected failure at ${step}`);
+        },
+      },
+    });
+    for (const step of STEPS) {
+      await t.step(step, async () => {
+        failAt = step;
+        const name = `f-${step.replace("_", "-")}`;
+        await assertRejects(
+          () => h.services.vms.create({ name, nat: true }, h.ctx()),
+          Error,
+          `injected failure at ${step}`,
+        );
+        const vm = h.services.vms.find(name);
+        assertEquals(vm.status, "error");
+        assertEquals(vm.runtime.lastError?.step, step);
+        assertEquals(
+          [vm.runtime.pid, vm.runtime.tap, vm.runtime.rootDisk, vm.runtime.natInstalled],
+          [undefined, undefined, undefined, undefined],
+        );
+        const left = await leftovers(h);
+        assertEquals(left, { loops: [], taps: [], nat: [], vmms: [] });
+        assertEquals(h.services.net.dns.lookup(name), undefined);
+        const files = [...Deno.readDirSync(vm.runtime.vmDir)].map((e) => e.name).filter((n) =>
+          n.startsWith(".") || n.includes(".tmp")
+        );
+        assertEquals(files, [], "no staging or temp files");
+        failAt = "";
+        const [again] = await h.services.vms.start([name], h.ctx());
+        assertEquals(again.vm?.status, "running", "a failed VM starts once the cause is gone");
+        await h.services.vms.delete([name], h.ctx());
+      });
+    }
+  },
+);
+
+gatedTest(
+  "VmService.create() of different names boots them concurrently (root, netns)",
+  needs,
+  async () => {
+    const atBoot: string[] = [];
+    const release = Promise.withResolvers<void>();
+    const bothAtBoot = Promise.withResolvers<void>();
+    await using h = await vmHarness({
+      faults: {
+        async beforeStep(step) {
+          if (step !== "boot") return;
+          atBoot.push(step);
+          if (atBoot.length === 2) bothAtBoot.resolve();
+          await release.promise;
+        },
+      },
+    });
+    const creates = [
+      h.services.vms.create({ name: "par-a" }, h.ctx()),
+      h.services.vms.create({ name: "par-b" }, h.ctx()),
+    ];
+    // Both boots are in flight at once; with a serialising lock the second would never
+    // reach its boot step while the first is held here.
+    await bothAtBoot.promise;
+    release.resolve();
+    const [a, b] = await Promise.all(creates);
+    assertEquals([a.status, b.status], ["running", "running"]);
+    assert(a.guestIp !== b.guestIp && a.vsockCid !== b.vsockCid, "distinct addresses and CIDs");
+  },
+);
+
+gatedTest(
+  "VmService.create() of one name twice at once has exactly one winner; a prefix of an existing name is fine (root, netns)",
+  needs,
+  async () => {
+    await using h = await vmHarness();
+    const results = await Promise.allSettled([
+      h.services.vms.create({ name: "twin", no_start: true }, h.ctx()),
+      h.services.vms.create({ name: "twin", no_start: true }, h.ctx()),
+    ]);
+    assertEquals(results.filter((r) => r.status === "fulfilled").length, 1);
+    const loser = results.find((r) => r.status === "rejected") as PromiseRejectedResult;
+    assertEquals(loser.reason.code, "conflict");
+    await h.services.vms.create({ name: "longname-sandbox", no_start: true }, h.ctx());
+    const short = await h.services.vms.create({ name: "longname", no_start: true }, h.ctx());
+    assertEquals(short.name, "longname");
+    assertEquals(h.services.vms.find("longname").id, short.id, "an exact name wins over a prefix");
+  },
+);
+
+gatedTest(
+  "VmService.create() rejects a bad spec and leaves no row (root, netns)",
+  needs,
+  async (t) => {
+    await using h = await vmHarness();
+    const bad: [string, Record<string, unknown>][] = [
+      ["vcpu 0", { vcpu: 0 }],
+      ["bad name", { name: "Bad_Name" }],
+      ["bad size", { disk_size: "4XB" }],
+      ["tiny memory", { memory_mib: 16 }],
+    ];
+    for (const [label, req] of bad) {
+      await t.step(label, async () => {
+        const err = await assertRejects(() => h.services.vms.create(req, h.ctx()));
+        assertEquals((err as { code?: string }).code, "invalid_argument");
+        assertEquals(h.services.vms.list(), []);
+      });
+    }
+  },
+);
+
+gatedTest(
+  "VmService lifecycle verbs report each ref in order and resolve prefixes (root, netns)",
+  needs,
+  async () => {
+    await using h = await vmHarness();
+    const vms = h.services.vms;
+    await vms.create({ name: "alpha" }, h.ctx());
+    await vms.create({ name: "beta", no_start: true }, h.ctx());
+    const out = await vms.stop(["alp", "nope", "beta"], h.ctx());
+    assertEquals(out.map((o) => o.ref), ["alp", "nope", "beta"]);
+    assertEquals(out[0].vm?.status, "stopped");
+    assertEquals((out[1].error as { code?: string }).code, "not_found");
+    assertEquals((out[2].error as Error).message, `Cannot stop "beta": VM is created`);
+    const [set] = await vms.set(["alpha"], { vcpu: 2, disk_size: "256M" }, h.ctx());
+    assertEquals([set.vm?.spec.vcpu, set.vm?.spec.diskBytes], [2, 256 * 1024 * 1024]);
+    const killed = await vms.kill(["beta"], "SIGKILL", h.ctx());
+    assertEquals(killed[0].vm?.status, "stopped");
+    await vms.start(["alpha"], h.ctx());
+    assertEquals(await vms.prune(h.ctx()), ["beta"]);
+    assertEquals(vms.list().map((v) => v.name), ["alpha"]);
+    const row = getVm(h.services.store, vms.find("alpha").id);
+    assertEquals(row?.status, "running");
+  },
+);

@@ -1,0 +1,185 @@
+/**
+ * The Firecracker API client: exact request bytes (whole bodies with Content-Length, never
+ * chunked), fault_message surfacing, timeouts, and round trips against the fake.
+ */
+
+import { encodeRequest, FirecrackerClient, FirecrackerError } from "../../host/firecracker_api.ts";
+import { assertEquals, assertRejects, assertStringIncludes } from "../fixtures/assert.ts";
+import { startFake } from "../fixtures/fake_firecracker/spawn.ts";
+
+const dec = new TextDecoder();
+
+/**
+ * A unix listener that records each request's raw bytes and answers with `reply`
+ * (or never answers when `reply` is undefined).
+ */
+async function rawServer(reply: string | undefined) {
+  const dir = await Deno.makeTempDir({ prefix: "bgt-fcapi-" });
+  const path = `${dir}/fc.sock`;
+  const listener = Deno.listen({ transport: "unix", path });
+  const requests: string[] = [];
+  const open: Deno.Conn[] = [];
+  const served = (async () => {
+    for await (const conn of listener) {
+      open.push(conn);
+      let text = "";
+      const buf = new Uint8Array(4096);
+      for (;;) {
+        const head = text.indexOf("\r\n\r\n");
+        const m = /content-length: (\d+)/i.exec(text);
+        if (head >= 0 && text.length >= head + 4 + (m ? Number(m[1]) : 0)) break;
+        const n = await conn.read(buf).catch(() => null);
+        if (n === null) break;
+        text += dec.decode(buf.subarray(0, n));
+      }
+      requests.push(text);
+      if (reply !== undefined) {
+        await conn.write(new TextEncoder().encode(reply));
+        conn.close();
+      }
+    }
+  })();
+  return {
+    path,
+    requests,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const c of open) {
+        try {
+          c.close();
+        } catch {
+          // answered and closed already
+        }
+      }
+      await served.catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+Deno.test("encodeRequest() sends the whole JSON body with Content-Length and no Transfer-Encoding", () => {
+  const bytes = encodeRequest("PUT", "/actions", { action_type: "InstanceStart" });
+  assertEquals(
+    dec.decode(bytes),
+    "PUT /actions HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n" +
+      "Content-Type: application/json\r\nContent-Length: 31\r\n\r\n" +
+      '{"action_type":"InstanceStart"}',
+  );
+  assertEquals(
+    dec.decode(encodeRequest("GET", "/")),
+    "GET / HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\n\r\n",
+  );
+});
+
+Deno.test("encodeRequest() rejects a path that could inject a header", () => {
+  for (const path of ["/a b", "/x\r\nEvil: 1"]) {
+    try {
+      encodeRequest("GET", path);
+      throw new Error("accepted");
+    } catch (err) {
+      assertEquals(err instanceof FirecrackerError, true);
+    }
+  }
+});
+
+Deno.test("FirecrackerClient sends bodies whole, never chunked (seen by a raw listener)", async () => {
+  await using srv = await rawServer("HTTP/1.1 204 No Content\r\nServer: Firecracker API\r\n\r\n");
+  const fc = new FirecrackerClient(srv.path);
+  const drive = {
+    drive_id: "rootfs",
+    path_on_host: "/dev/dm-3",
+    is_root_device: true,
+    is_read_only: false,
+  };
+  await fc.putDrive(drive);
+  await fc.putAction("InstanceStart");
+  assertEquals(srv.requests.length, 2);
+  const [head, body] = srv.requests[0].split("\r\n\r\n");
+  assertEquals(head.split("\r\n")[0], "PUT /drives/rootfs HTTP/1.1");
+  assertEquals(/transfer-encoding/i.test(head), false);
+  assertStringIncludes(head, `Content-Length: ${JSON.stringify(drive).length}`);
+  assertEquals(JSON.parse(body), drive);
+});
+
+Deno.test("FirecrackerClient surfaces a 400's fault_message on FirecrackerError", async () => {
+  const body = JSON.stringify({
+    fault_message: "Drive config error: A root block device already exists!",
+  });
+  await using srv = await rawServer(
+    `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
+  );
+  const err = await assertRejects(
+    () =>
+      new FirecrackerClient(srv.path).putDrive({
+        drive_id: "b",
+        path_on_host: "/x",
+        is_root_device: true,
+      }),
+    FirecrackerError,
+  );
+  assertEquals(err.faultMessage, "Drive config error: A root block device already exists!");
+  assertEquals(err.status, 400);
+  assertEquals(
+    err.message,
+    "Cannot PUT /drives/b on Firecracker: Drive config error: A root block device already exists!",
+  );
+});
+
+Deno.test("FirecrackerClient times out, naming the wait, when Firecracker does not answer", async () => {
+  await using srv = await rawServer(undefined);
+  const err = await assertRejects(
+    () => new FirecrackerClient(srv.path, { timeoutMs: 200 }).getInstanceInfo(),
+    FirecrackerError,
+    "no answer within 200 ms",
+  );
+  assertEquals(err.code, "timeout");
+});
+
+Deno.test("FirecrackerClient reports a missing socket as unavailable", async () => {
+  const err = await assertRejects(
+    () => new FirecrackerClient("/nonexistent/fc.sock").getVersion(),
+    FirecrackerError,
+    "nothing is listening on the API socket",
+  );
+  assertEquals(err.code, "unavailable");
+});
+
+Deno.test("FirecrackerClient refuses resource ids Firecracker would reject, before sending", async () => {
+  const err = await assertRejects(
+    () =>
+      new FirecrackerClient("/nonexistent/fc.sock").putDrive({
+        drive_id: "../x",
+        is_root_device: false,
+      }),
+    FirecrackerError,
+    'Cannot use Firecracker resource id "../x"',
+  );
+  assertEquals(err.code, "invalid_argument");
+});
+
+Deno.test("FirecrackerClient GETs round-trip against the fake firecracker", async () => {
+  await using fake = await startFake({ id: "api-test" });
+  const fc = new FirecrackerClient(fake.socket);
+  assertEquals(await fc.getInstanceInfo(), {
+    app_name: "Firecracker",
+    id: "api-test",
+    state: "Not started",
+    vmm_version: "1.16.1",
+  });
+  assertEquals(await fc.getVersion(), "1.16.1");
+  await fc.putMachineConfig({ vcpu_count: 2, mem_size_mib: 512 });
+  await fc.patchMachineConfig({ mem_size_mib: 1024 });
+  assertEquals((await fc.getMachineConfig()).mem_size_mib, 1024);
+  assertEquals((await fc.getVmConfig())["machine-config"], {
+    vcpu_count: 2,
+    mem_size_mib: 1024,
+    smt: false,
+    track_dirty_pages: false,
+    huge_pages: "None",
+  });
+  const err = await assertRejects(() => fc.putAction("SendCtrlAltDel"), FirecrackerError);
+  assertEquals(
+    err.faultMessage,
+    "The requested operation is not supported before starting the microVM.",
+  );
+});

@@ -1,0 +1,142 @@
+/**
+ * The Firecracker driver booting a real guest: the fake firecracker in QEMU mode runs the
+ * configured kernel, initrd and disk under `qemu-system-x86_64 -M microvm` (TCG).
+ * Needs the cached guest artifacts (tests/fixtures/guest_artifacts.ts) and QEMU.
+ */
+
+import { Firecracker } from "../../host/firecracker.ts";
+import { firecrackerBootArgs, type FirecrackerVmSpec } from "../../host/firecracker_config.ts";
+import { readProcFileIfExists } from "../../host/procfs.ts";
+import { assert, assertEquals } from "../fixtures/assert.ts";
+import { FAKE_FIRECRACKER } from "../fixtures/fake_firecracker.ts";
+import { guestArtifacts, guestArtifactsRequirements } from "../fixtures/guest_artifacts.ts";
+import { gatedTest, programs } from "../fixtures/requires.ts";
+
+const NEEDS = [...guestArtifactsRequirements(), programs("qemu-system-x86_64", "setpriv", "cp")];
+const QEMU_ENV = { FAKE_FC_MODE: "qemu" };
+
+async function withVmDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "bgt-fcq-" });
+  try {
+    await fn(dir);
+  } finally {
+    const vmm = await Firecracker.adopt(dir);
+    if (vmm && await vmm.kill("SIGKILL")) await vmm.waitForExit(10_000);
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function spec(dir: string, rootDisk: string): Promise<FirecrackerVmSpec> {
+  const { vmlinux } = await guestArtifacts();
+  // A private copy of the initrd makes this VM's QEMU findable by its command line.
+  await Deno.copyFile((await guestArtifacts()).initrd, `${dir}/initrd.img`);
+  return {
+    vmDir: dir,
+    kernelPath: vmlinux,
+    initrdPath: `${dir}/initrd.img`,
+    bootArgs: firecrackerBootArgs(),
+    rootDisk,
+    vcpuCount: 2,
+    memSizeMib: 1024,
+  };
+}
+
+/** Pids whose command line mentions `marker`. */
+function processesMentioning(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    const cmdline = (() => {
+      try {
+        return readProcFileIfExists(`/proc/${entry.name}/cmdline`) ?? "";
+      } catch {
+        return "";
+      }
+    })();
+    if (cmdline.includes(marker)) pids.push(Number(entry.name));
+  }
+  return pids;
+}
+
+async function waitForSerial(dir: string, pattern: RegExp, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (pattern.test(await Deno.readTextFile(`${dir}/serial.log`))) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const tail = (await Deno.readTextFile(`${dir}/serial.log`)).split("\n").slice(-10).join("\n");
+  throw new Error(`The guest console did not show ${pattern} within ${timeoutMs} ms:\n${tail}`);
+}
+
+gatedTest(
+  "Firecracker boots a real Debian guest (fake in QEMU mode) and stop() ends it with Ctrl+Alt+Del (root, qemu)",
+  NEEDS,
+  () =>
+    withVmDir(async (dir) => {
+      const { rootfs } = await guestArtifacts();
+      const disk = `${dir}/root.ext4`;
+      const cp = await new Deno.Command("cp", { args: ["--sparse=always", rootfs, disk] }).output();
+      assert(cp.success, "copy the golden image");
+      const vmm = await Firecracker.launch({
+        binary: FAKE_FIRECRACKER,
+        vmDir: dir,
+        id: "qemu-e2e",
+        env: QEMU_ENV,
+      });
+      await vmm.configure(await spec(dir, disk));
+      await vmm.start();
+      await waitForSerial(dir, /login:/, 180_000);
+      const result = await vmm.stop({ exitWaitMs: 0, ctrlAltDelWaitMs: 60_000 });
+      assertEquals(result.endedBy, "ctrl-alt-del");
+      assertEquals(result.exit, { code: 0, signal: null });
+      assert((await Deno.readTextFile(`${dir}/serial.log`)).includes("reboot: Restarting system"));
+      assertEquals(processesMentioning(`${dir}/initrd.img`), [], "QEMU is gone");
+    }),
+);
+
+gatedTest(
+  "fake firecracker (QEMU mode) exits 0 when the guest panics and panic=1 reboots it (root, qemu)",
+  NEEDS,
+  () =>
+    withVmDir(async (dir) => {
+      const blank = `${dir}/blank.img`;
+      await Deno.writeFile(blank, new Uint8Array(4 * 1024 * 1024));
+      const vmm = await Firecracker.launch({
+        binary: FAKE_FIRECRACKER,
+        vmDir: dir,
+        id: "qemu-panic",
+        env: QEMU_ENV,
+      });
+      await vmm.configure(await spec(dir, blank));
+      await vmm.start();
+      assert(await vmm.waitForExit(120_000), "the VMM ends with the guest's reboot");
+      assertEquals([vmm.exitStatus?.code, vmm.exitStatus?.signal], [0, null]);
+      assert((await Deno.readTextFile(`${dir}/serial.log`)).includes("cannot mount /dev/vda"));
+    }),
+);
+
+gatedTest(
+  "fake firecracker (QEMU mode) takes QEMU down with it when SIGKILLed (root, qemu)",
+  NEEDS,
+  () =>
+    withVmDir(async (dir) => {
+      const vmm = await Firecracker.launch({
+        binary: FAKE_FIRECRACKER,
+        vmDir: dir,
+        id: "qemu-kill",
+        env: QEMU_ENV,
+      });
+      const s = await spec(dir, `${dir}/none`);
+      await Deno.writeFile(`${dir}/none`, new Uint8Array(4096));
+      await vmm.configure(s);
+      await vmm.start(); // returns once QEMU runs and its QMP socket answered
+      assert(processesMentioning(`${dir}/initrd.img`).length > 0, "QEMU runs");
+      assertEquals(await vmm.kill("SIGKILL"), true);
+      assert(await vmm.waitForExit(10_000));
+      const deadline = Date.now() + 10_000;
+      while (processesMentioning(`${dir}/initrd.img`).length > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assertEquals(processesMentioning(`${dir}/initrd.img`), [], "pdeathsig killed QEMU");
+    }),
+);
