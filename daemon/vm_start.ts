@@ -170,7 +170,7 @@ class StartRun {
       },
       {
         name: "nat",
-        message: "Installing NAT",
+        message: this.vm.spec.nat ? "Installing NAT" : "No NAT (the guest has no outbound network)",
         run: async () => {
           if (!vm().spec.nat) return;
           this.vm = await d.handles.update(vm(), { natInstalled: true });

@@ -214,9 +214,14 @@ const POLL_MS = 50;
 export class QemuProcess implements AsyncDisposable {
   constructor(readonly pid: number, readonly monitorSocketPath: string) {}
 
-  /** Whether the process still exists. */
+  /** Whether the process still exists and has not exited (a zombie counts as exited). */
   isRunning(): boolean {
-    return processExists(this.pid);
+    if (!processExists(this.pid)) return false;
+    // After -daemonize QEMU's parent is init, which may reap it a moment late.
+    const stat = readProcFileIfExists(`/proc/${this.pid}/stat`);
+    if (stat === undefined) return false;
+    const state = stat.charAt(stat.lastIndexOf(")") + 2);
+    return state !== "Z" && state !== "X";
   }
 
   /**
@@ -284,7 +289,7 @@ export class QemuProcess implements AsyncDisposable {
   }
 
   /**
-   * Stops QEMU at once (the monitor's `quit`: the guest gets no shutdown; callers that
+   * Stops QEMU at once (QMP `quit`: the guest gets no shutdown; callers that
    * care run `sync; reboot` in the guest first). Falls back to SIGTERM, then SIGKILL.
    * Stopping an exited QEMU is a no-op.
    *

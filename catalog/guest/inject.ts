@@ -77,8 +77,12 @@ export function guestPieces(options: GuestPiecesOptions = {}): GuestPiece[] {
   const enable = (unit: string, target: string) =>
     link(`${UNIT_DIR}/${target}/${unit}`, `${UNIT_DIR}/${unit}`);
   const pieces: GuestPiece[] = [
+    // Parents too: an image without systemd or sshd yet has no /etc/systemd or /etc/ssh.
+    dir("/usr/local"),
     dir("/usr/local/libexec"),
+    dir("/etc/ssh"),
     dir("/etc/ssh/sshd_config.d"),
+    dir("/etc/systemd"),
     dir(UNIT_DIR),
     dir(`${UNIT_DIR}/multi-user.target.wants`),
     dir(`${UNIT_DIR}/network-online.target.wants`),
@@ -103,6 +107,7 @@ export function guestPieces(options: GuestPiecesOptions = {}): GuestPiece[] {
   ];
   if (options.firstBoot) {
     pieces.push(
+      dir("/var/lib"),
       dir("/var/lib/banger"),
       file(firstBoot.scriptPath, firstBoot.script, 0o755),
       file(firstBoot.markerPath, ""),

@@ -42,7 +42,7 @@ run() { if [ -n "\${BANGER_DRY_RUN:-}" ]; then echo "+ $*"; else "$@"; fi; }
 
 is_ipv4() {
   case $1 in '' | *[!0-9.]*) return 1 ;; esac
-  old_ifs=$IFS; IFS=.; set -- $1; IFS=$old_ifs
+  saved_ifs=$IFS; IFS=.; set -- $1; IFS=$saved_ifs
   [ $# -eq 4 ] || return 1
   for octet in "$@"; do
     [ -n "$octet" ] && [ \${#octet} -le 3 ] && [ "$octet" -le 255 ] || return 1

@@ -1,0 +1,174 @@
+/**
+ * Host integration scenarios: NAT rules, `.vm` DNS, ssh-config, host keys, doctor, and
+ * surviving daemon restarts and crashes.
+ *
+ * @module
+ */
+
+import { assert, assertEquals, assertStringIncludes } from "../tests/fixtures/assert.ts";
+import { expectOk, json, type Scenario } from "./scenario.ts";
+
+interface VmJson {
+  id: string;
+  name: string;
+  status: string;
+  pid?: number;
+  guest_ip: string;
+}
+
+/** The host integration scenarios. */
+export const HOST_SCENARIOS: Scenario[] = [
+  {
+    name: "nat",
+    description: "--nat installs the VM's masquerade rule; a VM without it has none",
+    class: "pure",
+    async run(c) {
+      const withNat = json<VmJson>(
+        await c.ok(["vm", "create", "--name", c.vmName("nat"), "--nat", "--json"]),
+      );
+      const without = json<VmJson>(
+        await c.ok(["vm", "create", "--name", c.vmName("nonat"), "--no-start", "--json"]),
+      );
+      const rules = (await c.env.exec(["nft", "-j", "list", "table", "ip", "banger"])).stdout;
+      assertStringIncludes(rules, `banger-vm:${withNat.id}`);
+      assert(!rules.includes(`banger-vm:${without.id}`), "no rule for the VM without --nat");
+      assertStringIncludes(rules, withNat.guest_ip);
+      await c.ok(["vm", "delete", withNat.name, without.name]);
+      const after = (await c.env.exec(["nft", "-j", "list", "table", "ip", "banger"])).stdout;
+      assert(!after.includes(`banger-vm:${withNat.id}`), "delete removed the rule");
+    },
+  },
+  {
+    name: "dns",
+    description: "<name>.vm resolves through the daemon's DNS; other names are refused",
+    class: "pure",
+    async run(c) {
+      const vm = json<VmJson>(await c.ok(["vm", "create", "--name", c.vmName("dns"), "--json"]));
+      const dig = (name: string) =>
+        c.env.exec([
+          "dig",
+          "+short",
+          "+tries=1",
+          "+time=2",
+          "-p",
+          String(c.env.dnsPort),
+          "@127.0.0.1",
+          name,
+        ]);
+      assertEquals((await dig(`${vm.name}.vm`)).stdout.trim(), vm.guest_ip);
+      const refused = await c.env.exec([
+        "dig",
+        "+tries=1",
+        "+time=2",
+        "-p",
+        String(c.env.dnsPort),
+        "@127.0.0.1",
+        "example.com",
+      ]);
+      assertStringIncludes(refused.stdout, "status: REFUSED");
+      await c.ok(["vm", "delete", vm.name]);
+      assertEquals((await dig(`${vm.name}.vm`)).stdout.trim(), "", "the record goes with the VM");
+    },
+  },
+  {
+    name: "ssh_config",
+    description: "ssh-config --install/--uninstall round trip in an isolated HOME",
+    class: "pure",
+    async run(c) {
+      const home = `${c.scratch}/home`;
+      await Deno.mkdir(`${home}/.ssh`, { recursive: true, mode: 0o700 });
+      const original = "Host example\n  User me\n";
+      await Deno.writeTextFile(`${home}/.ssh/config`, original);
+      const env = { HOME: home };
+      expectOk(await c.banger(["ssh-config", "--install"], { env }), "install");
+      const installed = await Deno.readTextFile(`${home}/.ssh/config`);
+      assertStringIncludes(installed, `Include ${c.env.home}/config/ssh_config`);
+      assertStringIncludes(installed, original);
+      expectOk(await c.banger(["ssh-config", "--install"], { env }), "install again");
+      assertEquals(await Deno.readTextFile(`${home}/.ssh/config`), installed, "idempotent");
+      expectOk(await c.banger(["ssh-config", "--uninstall"], { env }), "uninstall");
+      assertEquals(
+        await Deno.readTextFile(`${home}/.ssh/config`),
+        original,
+        "nothing else touched",
+      );
+    },
+  },
+  {
+    name: "known_hosts",
+    description: "vm delete removes the VM's pinned host key",
+    class: "pure",
+    async run(c) {
+      const name = c.vmName("kh");
+      await c.ok(["vm", "create", "--name", name]);
+      await c.ok(["vm", "ssh", name, "--", "true"]);
+      const known = `${c.env.home}/state/ssh/known_hosts`;
+      assertStringIncludes(await Deno.readTextFile(known), `${name}.vm`);
+      await c.ok(["vm", "delete", name]);
+      assert(!(await Deno.readTextFile(known)).includes(`${name}.vm`), "entry removed");
+    },
+  },
+  {
+    name: "doctor",
+    description: "doctor reports no FAIL for the run's setup",
+    class: "pure",
+    async run(c) {
+      const r = await c.banger(["doctor", "--json"]);
+      const report = JSON.parse(r.stdout) as {
+        ok: boolean;
+        checks: { name: string; status: string }[];
+      };
+      const failed = report.checks.filter((x) => x.status === "FAIL").map((x) => x.name);
+      assertEquals(failed, []);
+      assertEquals(r.code, 0);
+    },
+  },
+  {
+    name: "daemon_restart",
+    description: "a daemon restart keeps a running VM running and reachable",
+    class: "global",
+    async run(c) {
+      const name = c.vmName("dr");
+      const vm = json<VmJson>(await c.ok(["vm", "create", "--name", name, "--json"]));
+      await c.ok(["daemon", "stop"]);
+      await c.ok(["daemon", "start"]);
+      const after = json<VmJson>(await c.ok(["vm", "show", name, "--json"]));
+      assertEquals([after.status, after.pid], ["running", vm.pid]);
+      assertEquals(
+        (await c.ok(["vm", "ssh", name, "--", "echo", "still-here"])).stdout.trim(),
+        "still-here",
+      );
+      await c.ok(["vm", "delete", name]);
+    },
+  },
+  {
+    name: "daemon_kill9",
+    description: "kill -9 of the daemon mid-create, then restart, leaves no leaks",
+    class: "global",
+    async run(c) {
+      const name = c.vmName("k9");
+      const create = c.banger(["vm", "create", "--name", name]);
+      // Wait until the VMM runs (the guest is booting), then kill the daemon hard.
+      let launched = false;
+      for (let i = 0; i < 600 && !launched; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        const shown = await c.env.banger(["vm", "show", name, "--json"]).catch(() => undefined);
+        launched = shown?.code === 0 && json<VmJson>(shown).pid !== undefined;
+      }
+      assert(launched, "the VMM started");
+      const daemon = (await Deno.readTextFile(`${c.env.home}/run/daemon.pid`)).trim();
+      await c.env.exec(["kill", "-9", daemon]);
+      await create;
+      const shown = json<VmJson>(await c.ok(["vm", "show", name, "--json"]));
+      assert(
+        shown.status === "running" || shown.status === "stopped",
+        `reconciled to ${shown.status}`,
+      );
+      await c.ok(["vm", "delete", name]);
+      const qemu = await c.env.exec(["sh", "-c", `pgrep -f '${c.env.home}/state/vms' | wc -l`]);
+      assertEquals(qemu.stdout.trim(), "0", "no VMM left");
+      const loops = await c.env.exec(["sh", "-c", `losetup -a | grep -c ${c.env.home} || true`]);
+      assertEquals(loops.stdout.trim(), "0", "no loop device left");
+    },
+  },
+];

@@ -1,0 +1,256 @@
+/**
+ * Workspace scenarios: a repo into the guest and changes back out. They share the
+ * fixture repo, so they run one after another.
+ *
+ * @module
+ */
+
+import { assert, assertEquals, assertStringIncludes } from "../tests/fixtures/assert.ts";
+import { expectCode, expectOk, json, type Scenario, type ScenarioContext } from "./scenario.ts";
+
+/** Creates the shared fixture repo: tracked files, an untracked file and an ignored one. */
+export async function createFixtureRepo(dir: string): Promise<void> {
+  await Deno.mkdir(`${dir}/src`, { recursive: true });
+  await Deno.writeTextFile(`${dir}/README.md`, "# fixture\n");
+  await Deno.writeTextFile(`${dir}/src/test.sh`, "#!/bin/sh\necho tests pass\n");
+  await Deno.chmod(`${dir}/src/test.sh`, 0o755);
+  await Deno.writeTextFile(`${dir}/.gitignore`, "*.log\n");
+  const git = (...args: string[]) =>
+    new Deno.Command("git", {
+      args: ["-c", "user.name=smoke", "-c", "user.email=smoke@banger.test", ...args],
+      cwd: dir,
+      stdout: "null",
+      stderr: "null",
+    }).output();
+  await git("init", "-q", "-b", "main");
+  await git("add", "-A");
+  await git("commit", "-q", "-m", "fixture");
+  await Deno.writeTextFile(`${dir}/untracked.txt`, "not committed\n");
+  await Deno.writeTextFile(`${dir}/secret.log`, "ignored\n");
+}
+
+async function gitOut(dir: string, ...args: string[]): Promise<string> {
+  const out = await new Deno.Command("git", { args, cwd: dir, stdout: "piped", stderr: "piped" })
+    .output();
+  if (!out.success) {
+    throw new Error(`git ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+async function prepared(c: ScenarioContext, label: string, ...flags: string[]): Promise<string> {
+  const name = c.vmName(label);
+  await c.ok(["vm", "create", "--name", name]);
+  await c.ok(["vm", "workspace", "prepare", name, c.repo, ...flags]);
+  return name;
+}
+
+/** The workspace scenarios. */
+export const WORKSPACE_SCENARIOS: Scenario[] = [
+  {
+    name: "repo_run",
+    description: "vm run ./repo lands the tracked files (not untracked or ignored) at /root/repo",
+    class: "repodir",
+    async run(c) {
+      const r = await c.ok([
+        "vm",
+        "run",
+        "--rm",
+        "--name",
+        c.vmName("repo"),
+        c.repo,
+        "--",
+        "sh",
+        "-c",
+        "cat /root/repo/README.md; ls -a /root/repo",
+      ]);
+      assertStringIncludes(r.stdout, "# fixture");
+      assert(!r.stdout.includes("untracked.txt"), "untracked files stay home");
+      assert(!r.stdout.includes("secret.log"), "ignored files stay home");
+    },
+  },
+  {
+    name: "include_untracked",
+    description: "vm run --include-untracked also sends untracked (not ignored) files",
+    class: "repodir",
+    async run(c) {
+      const r = await c.ok([
+        "vm",
+        "run",
+        "--rm",
+        "--include-untracked",
+        "--name",
+        c.vmName("untr"),
+        c.repo,
+        "--",
+        "ls",
+        "-a",
+        "/root/repo",
+      ]);
+      assertStringIncludes(r.stdout, "untracked.txt");
+      assert(!r.stdout.includes("secret.log"), "ignored files still stay home");
+    },
+  },
+  {
+    name: "exec_exit_code",
+    description: "vm exec runs in the workspace and propagates the exit code",
+    class: "repodir",
+    async run(c) {
+      const name = await prepared(c, "exec");
+      assertEquals((await c.ok(["vm", "exec", name, "--", "pwd"])).stdout.trim(), "/root/repo");
+      assertEquals(
+        (await c.ok(["vm", "exec", name, "--", "./src/test.sh"])).stdout.trim(),
+        "tests pass",
+      );
+      expectCode(
+        await c.banger(["vm", "exec", name, "--", "sh", "-c", "exit 3"]),
+        3,
+        "vm exec exit 3",
+      );
+      await c.ok(["vm", "delete", name]);
+    },
+  },
+  {
+    name: "workspace_export",
+    description:
+      "guest edits, a guest commit, a binary file and a deletion come back as a patch that applies",
+    class: "repodir",
+    async run(c) {
+      const name = await prepared(c, "exp");
+      await c.ok([
+        "vm",
+        "exec",
+        name,
+        "--",
+        "sh",
+        "-c",
+        [
+          "echo changed >> README.md",
+          "printf '\\000\\001binary' > blob.bin",
+          "git rm -q src/test.sh",
+          "git -c user.name=g -c user.email=g@x commit -qam 'guest commit'",
+          "echo after-commit > later.txt",
+        ].join(" && "),
+      ]);
+      const patch = `${c.scratch}/changes.patch`;
+      await c.ok(["vm", "workspace", "export", name, "--output", patch]);
+      const clone = `${c.scratch}/clone`;
+      await gitOut(c.scratch, "clone", "-q", c.repo, clone);
+      await gitOut(clone, "apply", "--check", patch);
+      await gitOut(clone, "apply", patch);
+      assertStringIncludes(await Deno.readTextFile(`${clone}/README.md`), "changed");
+      assertEquals(await Deno.readTextFile(`${clone}/later.txt`), "after-commit\n");
+      assertEquals((await Deno.readFile(`${clone}/blob.bin`)).length, 8);
+      await Deno.stat(`${clone}/src/test.sh`).then(
+        () => assert(false, "deletion not applied"),
+        () => {},
+      );
+      await c.ok(["vm", "delete", name]);
+    },
+  },
+  {
+    name: "export_base_commit",
+    description: "workspace export --base-commit diffs against the given commit",
+    class: "repodir",
+    async run(c) {
+      const name = await prepared(c, "base");
+      const base = (await c.ok(["vm", "exec", name, "--", "git", "rev-parse", "HEAD"])).stdout
+        .trim();
+      await c.ok([
+        "vm",
+        "exec",
+        name,
+        "--",
+        "sh",
+        "-c",
+        "echo one > one.txt && git add one.txt && git -c user.name=g -c user.email=g@x commit -qm one",
+      ]);
+      const mid = (await c.ok(["vm", "exec", name, "--", "git", "rev-parse", "HEAD"])).stdout
+        .trim();
+      await c.ok(["vm", "exec", name, "--", "sh", "-c", "echo two > two.txt"]);
+      const all = (await c.ok(["vm", "workspace", "export", name, "--base-commit", base])).stdout;
+      const later = (await c.ok(["vm", "workspace", "export", name, "--base-commit", mid])).stdout;
+      assertStringIncludes(all, "one.txt");
+      assertStringIncludes(later, "two.txt");
+      assert(!later.includes("one.txt"), "changes before --base-commit are left out");
+      await c.ok(["vm", "delete", name]);
+    },
+  },
+  {
+    name: "workspace_stop_start",
+    description: "a prepared workspace survives vm stop and start",
+    class: "repodir",
+    async run(c) {
+      const name = await prepared(c, "ss");
+      await c.ok(["vm", "exec", name, "--", "sh", "-c", "echo kept > marker.txt"]);
+      await c.ok(["vm", "stop", name]);
+      await c.ok(["vm", "start", name]);
+      assertEquals(
+        (await c.ok(["vm", "exec", name, "--", "cat", "marker.txt"])).stdout.trim(),
+        "kept",
+      );
+      await c.ok(["vm", "delete", name]);
+    },
+  },
+  {
+    name: "readonly",
+    description: "workspace prepare --readonly drops write bits",
+    class: "repodir",
+    async run(c) {
+      const name = await prepared(c, "ro", "--readonly");
+      const r = await c.banger([
+        "vm",
+        "exec",
+        name,
+        "--",
+        "sh",
+        "-c",
+        "test -w README.md && echo writable || echo readonly",
+      ]);
+      assertEquals(r.stdout.trim(), "readonly");
+      await c.ok(["vm", "delete", name]);
+    },
+  },
+  {
+    name: "full_copy",
+    description: "workspace prepare --mode full_copy copies the whole tree",
+    class: "repodir",
+    async run(c) {
+      const name = await prepared(c, "full", "--mode", "full_copy");
+      const r = await c.ok(["vm", "exec", name, "--", "ls", "-a"]);
+      assertStringIncludes(r.stdout, "untracked.txt");
+      assertStringIncludes(r.stdout, ".git");
+      const shown = json<{ workspace?: { mode: string } }>(
+        await c.ok(["vm", "show", name, "--json"]),
+      );
+      assertEquals(shown.workspace?.mode, "full_copy");
+      await c.ok(["vm", "delete", name]);
+    },
+  },
+  {
+    name: "ports",
+    description: "vm ports sees a listener started in the guest",
+    class: "pure",
+    async run(c) {
+      const name = c.vmName("ports");
+      await c.ok(["vm", "create", "--name", name]);
+      await c.ok([
+        "vm",
+        "ssh",
+        name,
+        "--",
+        "sh",
+        "-c",
+        "nohup socat TCP-LISTEN:8080,fork,reuseaddr EXEC:cat >/dev/null 2>&1 &",
+      ]);
+      let seen = false;
+      for (let i = 0; i < 20 && !seen; i++) {
+        const r = expectOk(await c.banger(["vm", "ports", name, "--json"]), "vm ports");
+        seen = r.stdout.includes("8080");
+        if (!seen) await new Promise((res) => setTimeout(res, 500));
+      }
+      assert(seen, "port 8080 listed");
+      await c.ok(["vm", "delete", name]);
+    },
+  },
+];
