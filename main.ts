@@ -8,7 +8,9 @@
  */
 
 import { runCli } from "./commands/cli.ts";
+import { importLazily } from "./commands/_lazy.ts";
 import type { CliEnv } from "./commands/env.ts";
+import type { DoctorReport } from "./daemon/api/daemon.ts";
 import { RpcClient } from "./commands/rpc_client.ts";
 import {
   daemonSocket,
@@ -61,11 +63,19 @@ function buildEnv(layout: Layout, home: string): CliEnv {
     ensureRuntimeDir: () => ensurePrivateDir(layout.runtimeDir, uid),
     local: {
       runDaemon: async () => {
-        const { runDaemon } = await import("./daemon/daemon.ts");
+        const { runDaemon } = await importLazily<
+          { runDaemon(l: Layout, o: { home: string }): Promise<number> }
+        >(
+          new URL("./daemon/daemon.ts", import.meta.url),
+        );
         return await runDaemon(layout, { home });
       },
       doctor: async () => {
-        const { runDoctor } = await import("./daemon/doctor.ts");
+        const { runDoctor } = await importLazily<
+          { runDoctor(l: Layout, o: { home: string }): Promise<DoctorReport> }
+        >(
+          new URL("./daemon/doctor.ts", import.meta.url),
+        );
         return await runDoctor(layout, { home });
       },
     },

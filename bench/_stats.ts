@@ -42,7 +42,7 @@ export function ms(v: number): string {
 /** Prints a "name: value" row with aligned names. */
 export function row(name: string, value: string): void {
   // deno-lint-ignore no-console
-  console.log(`  ${name.padEnd(44)} ${value}`);
+  console.log(`  ${name.padEnd(52)} ${value}`);
 }
 
 /** Prints a section heading. */

@@ -6,6 +6,9 @@
 
 const BENCHES: Record<string, () => Promise<{ main(): Promise<void> }>> = {
   cli_roundtrip: () => import("./cli_roundtrip.ts"),
+  host: () => import("./host.ts"),
+  create: () => import("./create.ts"),
+  pull: () => import("./pull.ts"),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);

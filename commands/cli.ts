@@ -8,9 +8,11 @@
 
 import { BANGER_VERSION } from "../daemon/rpc_protocol.ts";
 import { type CommandDef, loadGroups, parseArgv, renderHelp, UsageError } from "./_cli.ts";
-import { complete, completionCommand } from "./completion_cmd.ts";
+import type * as Completion from "./completion_cmd.ts";
+import { importLazily } from "./_lazy.ts";
+import type * as VmApi from "../daemon/api/vm.ts";
+import type * as ImageApi from "../daemon/api/image.ts";
 import { daemonCommand } from "./daemon_cmd.ts";
-import { doctorCommand } from "./doctor_cmd.ts";
 import { type CliEnv, CliError, ExitCode } from "./env.ts";
 import { RpcError } from "./rpc_client.ts";
 
@@ -45,29 +47,44 @@ export const ROOT: CommandDef<CliEnv> = {
     lazy(
       "vm",
       "Create, run and manage sandbox VMs",
-      () => import("./vm_cmd.ts").then((m) => m.vmCommand),
+      () => group("./vm_cmd.ts", "vmCommand"),
     ),
     lazy(
       "image",
       "Pull and manage root filesystem images",
-      () => import("./image_cmd.ts").then((m) => m.imageCommand),
+      () => group("./image_cmd.ts", "imageCommand"),
     ),
     lazy(
       "kernel",
       "Pull and manage guest kernels",
-      () => import("./image_cmd.ts").then((m) => m.kernelCommand),
+      () => group("./image_cmd.ts", "kernelCommand"),
     ),
     lazy(
       "ssh-config",
       "Use `ssh <name>.vm` from your own ssh",
-      () => import("./ssh_config_cmd.ts").then((m) => m.sshConfigCommand),
+      () => group("./ssh_config_cmd.ts", "sshConfigCommand"),
     ),
     daemonCommand,
-    doctorCommand,
+    lazy(
+      "doctor",
+      "Check that this host can run banger, with a fix for each problem",
+      () => group("./doctor_cmd.ts", "doctorCommand"),
+    ),
     versionCommand,
-    completionCommand,
+    lazy(
+      "completion",
+      "Print a shell completion script (bash, zsh or fish)",
+      () => group("./completion_cmd.ts", "completionCommand"),
+    ),
   ],
 };
+
+/** Loads the command group `name` exported by `module` (kept out of the startup graph). */
+function group(module: string, name: string): Promise<CommandDef<CliEnv>> {
+  return importLazily<Record<string, CommandDef<CliEnv>>>(new URL(module, import.meta.url)).then((
+    m,
+  ) => m[name]);
+}
 
 function lazy(
   name: string,
@@ -92,6 +109,9 @@ export async function runCli(argv: readonly string[], env: CliEnv): Promise<numb
     // Completion words may look like flags; never parse them as ours.
     const words = argv.slice(1);
     await loadGroups(ROOT, words, true);
+    const { complete } = await importLazily<typeof Completion>(
+      new URL("./completion_cmd.ts", import.meta.url),
+    );
     for (const c of await complete(ROOT, words, liveNames(env))) env.out(c + "\n");
     return 0;
   }
@@ -111,8 +131,10 @@ export async function runCli(argv: readonly string[], env: CliEnv): Promise<numb
 /** VM, image and kernel names from a daemon that is already running (never starts one). */
 function liveNames(env: CliEnv) {
   return async (kind: "vm" | "image" | "kernel"): Promise<string[]> => {
-    const api = await import("../daemon/api/vm.ts");
-    const img = await import("../daemon/api/image.ts");
+    const api = await importLazily<typeof VmApi>(new URL("../daemon/api/vm.ts", import.meta.url));
+    const img = await importLazily<typeof ImageApi>(
+      new URL("../daemon/api/image.ts", import.meta.url),
+    );
     try {
       if (kind === "vm") return (await env.client.call(api.vmList, {})).vms.map((v) => v.name);
       if (kind === "image") {

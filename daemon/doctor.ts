@@ -9,7 +9,8 @@
 import { errorMessage } from "../host/errors.ts";
 import { run, runText, whichProgram } from "../host/exec.ts";
 import { probeKvm } from "../host/kvm.ts";
-import { checkPrivateDir, type Layout, storePath } from "../host/layout.ts";
+import { rootDiskStrategy } from "../host/rootdisk.ts";
+import { checkPrivateDir, daemonSocket, type Layout, storePath } from "../host/layout.ts";
 import { pathExists } from "../host/libc.ts";
 import { inspectSchema } from "../store/db.ts";
 import type { DoctorCheck, DoctorReport } from "./api/daemon.ts";
@@ -85,6 +86,8 @@ export async function runDoctor(layout: Layout, options: { home: string }): Prom
     }
   }
   checks.push(...checkDevices());
+  checks.push(await checkRootDisk(layout));
+  if (config) checks.push(await checkDnsPort(config, layout));
   checks.push(await checkMkfs());
   for (const t of TOOLS) checks.push(await checkProgram(t.program, t.pkg, t.why, t.required));
   checks.push(checkStore(layout));
@@ -155,21 +158,54 @@ async function checkFirecracker(config: Config, path: string | undefined): Promi
   return pass("firecracker", `${path} v${version}${jailer ? ` (jailer ${jailer})` : ""}`);
 }
 
+async function checkRootDisk(layout: Layout): Promise<DoctorCheck> {
+  let dir = layout.stateDir;
+  while (dir !== "/" && !(await Deno.stat(dir).then(() => true, () => false))) {
+    dir = dir.slice(0, dir.lastIndexOf("/")) || "/";
+  }
+  try {
+    const { strategy, reason } = await rootDiskStrategy(dir);
+    if (strategy === "dm-snapshot") return pass("root disks", `dm snapshots over loop devices (${reason})`);
+    return warn(
+      "root disks",
+      `${strategy === "reflink" ? "reflink copies" : "sparse copies (the slowest: a full copy per VM)"}: ${reason}`,
+      "load device-mapper (sudo modprobe dm_snapshot) for instant copy-on-write root disks",
+    );
+  } catch (err) {
+    return warn("root disks", errorMessage(err), "run banger as root so it can probe device-mapper");
+  }
+}
+
+async function checkDnsPort(config: Config, layout: Layout): Promise<DoctorCheck> {
+  const { host, port } = config.dnsListen;
+  const name = "dns";
+  try {
+    const { createSocket } = await import("node:dgram");
+    const sock = createSocket("udp4");
+    await new Promise<void>((resolve, reject) => {
+      sock.once("error", reject);
+      sock.bind(port, host, () => resolve());
+    });
+    sock.close();
+    return pass(name, `${host}:${port} is free for the .vm DNS server`);
+  } catch {
+    const daemonUp = await Deno.connect({ transport: "unix", path: daemonSocket(layout) })
+      .then((c) => (c.close(), true), () => false);
+    if (daemonUp) return pass(name, `${host}:${port} (the running banger daemon serves .vm)`);
+    return warn(
+      name,
+      `${host}:${port} is in use by something other than banger`,
+      `if no banger daemon runs, set dns_listen in ${"config.toml"} to a free address`,
+    );
+  }
+}
+
 function checkDevices(): DoctorCheck[] {
   const out: DoctorCheck[] = [];
   out.push(
     pathExists("/dev/net/tun")
       ? pass("tun", "/dev/net/tun")
       : fail("tun", "/dev/net/tun missing", "load the tun module: sudo modprobe tun"),
-  );
-  out.push(
-    pathExists("/dev/mapper/control")
-      ? pass("device-mapper", "root disks are dm snapshots over loop devices")
-      : warn(
-        "device-mapper",
-        "/dev/mapper/control missing: root disks are per-VM copies (reflink when the filesystem supports it, sparse copy otherwise)",
-        "load device-mapper (sudo modprobe dm_snapshot) for instant copy-on-write root disks",
-      ),
   );
   out.push(
     pathExists("/dev/loop-control")

@@ -10,6 +10,8 @@ import { sshArgs } from "../host/ssh.ts";
 import { getImageById } from "../store/images.ts";
 import type { VmRecord } from "../store/vms.ts";
 import type { VmStatsView, VmView } from "./api/vm.ts";
+import type { HealthView } from "./api/workspace.ts";
+import { errorMessage } from "../host/errors.ts";
 import type { VmDeps } from "./vm_deps.ts";
 import { assertStatus } from "./vm_service.ts";
 import { guestRef } from "./vm_stop.ts";
@@ -84,4 +86,30 @@ export function sshInvocation(
   assertStatus(vm, ["running"], "ssh into");
   const args = sshArgs(deps.guest.target(guestRef(vm)), req.command ?? [], { tty: req.tty });
   return ["ssh", ...args.map((a) => a === "ControlMaster=auto" ? "ControlMaster=no" : a)];
+}
+
+/**
+ * The guest agent's `health` answer (hostname, uptime, boot id). Never throws: a VM that
+ * is not running, or whose agent does not answer, is `ok: false` with the reason.
+ */
+export async function guestHealth(vm: VmRecord, deps: VmDeps): Promise<HealthView> {
+  const base = { name: vm.name };
+  if (vm.status !== "running") return { ...base, ok: false, error: `VM is ${vm.status}` };
+  try {
+    const answer = await deps.guest.agent(
+      guestRef(vm),
+      "health",
+      deps.driver(vm.spec.vmm).hasVsock,
+    ) as Record<string, unknown> | null;
+    const uptime = answer?.uptime_seconds;
+    return {
+      ...base,
+      ok: answer?.ok === true,
+      ...(typeof answer?.hostname === "string" ? { hostname: answer.hostname } : {}),
+      ...(typeof uptime === "number" && uptime >= 0 ? { uptime_seconds: uptime } : {}),
+      ...(typeof answer?.boot_id === "string" ? { boot_id: answer.boot_id } : {}),
+    };
+  } catch (err) {
+    return { ...base, ok: false, error: errorMessage(err) };
+  }
 }

@@ -27,6 +27,7 @@ import {
   saveVm,
   usedAddresses,
   type VmRecord,
+  type WorkspaceRecord,
 } from "../store/vms.ts";
 import { randomId } from "./image_service.ts";
 import { KeyedLock, Mutex } from "./locks.ts";
@@ -109,6 +110,47 @@ export class VmService {
   /** The VM `ref` names (exact name, else a unique id/name prefix). */
   find(ref: string): VmRecord {
     return resolveVmRef(this.list(), ref);
+  }
+
+  /**
+   * Runs `fn` on the current row of the VM `ref` names, under that VM's lock: for
+   * validating and snapshotting fields only, never guest I/O (DESIGN.md invariant 5).
+   *
+   * @throws {VmStateError} `not_found` when the VM was deleted meanwhile; whatever `fn` throws.
+   */
+  async withVm<T>(
+    ref: string,
+    signal: AbortSignal | undefined,
+    fn: (vm: VmRecord) => T,
+  ): Promise<T> {
+    const id = this.find(ref).id;
+    using _vm = await this.vmLocks.acquire(id, signal);
+    return fn(this.#fresh(id, ref));
+  }
+
+  /**
+   * Records `workspace` on VM `id` (or clears it), under the VM's lock. Any status: the
+   * workspace lives on the work disk, which outlives a stop.
+   *
+   * @throws {VmStateError} `not_found` when the VM was deleted meanwhile.
+   */
+  async recordWorkspace(
+    id: string,
+    workspace: WorkspaceRecord | undefined,
+    signal?: AbortSignal,
+  ): Promise<VmRecord> {
+    using _vm = await this.vmLocks.acquire(id, signal);
+    const next = { ...this.#fresh(id, id), workspace, updatedAt: new Date().toISOString() };
+    saveVm(this.#deps.store, next);
+    return next;
+  }
+
+  #fresh(id: string, ref: string): VmRecord {
+    const vm = getVm(this.#deps.store, id);
+    if (!vm) {
+      throw new VmStateError(`Cannot find VM "${ref}": it was deleted`, { code: "not_found" });
+    }
+    return vm;
   }
 
   /**

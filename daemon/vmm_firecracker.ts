@@ -5,7 +5,7 @@
  * @module
  */
 
-import { renderKernelCmdline } from "../catalog/kernel_cmdline.ts";
+import { renderKernelCmdline } from "../host/kernel_cmdline.ts";
 import { Firecracker } from "../host/firecracker.ts";
 import { vmFiles } from "../host/layout.ts";
 import { readProcFile } from "../host/procfs.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { renderKernelCmdline } from "../catalog/kernel_cmdline.ts";
+import { renderKernelCmdline } from "../host/kernel_cmdline.ts";
 import { BangerError } from "../host/errors.ts";
 import { cpuKhz } from "../host/kvm.ts";
 import { vmFiles } from "../host/layout.ts";

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { BASE_BOOT_ARGS } from "./kernel_cmdline.ts";
 import { vmFiles } from "./layout.ts";
 import { guestMac } from "./ipv4.ts";
 import { FirecrackerError } from "./firecracker_api.ts";
@@ -25,15 +26,7 @@ import type {
  * The command-line arguments every banger guest keeps: serial console on ttyS0, reboot =
  * exit (`reboot=k`), reboot 1 s after a panic, and no i8042 probing (tens of ms saved).
  */
-export const FIRECRACKER_BASE_BOOT_ARGS: readonly string[] = [
-  "console=ttyS0",
-  "reboot=k",
-  "panic=1",
-  "i8042.noaux",
-  "i8042.nomux",
-  "i8042.nopnp",
-  "i8042.dumbkbd",
-];
+export const FIRECRACKER_BASE_BOOT_ARGS: readonly string[] = BASE_BOOT_ARGS;
 
 /**
  * Longest caller command line accepted. Firecracker's limit is 2048 bytes including what it

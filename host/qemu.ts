@@ -14,7 +14,7 @@
  *
  * Accelerator: `-accel kvm -cpu host` only when KVM can run a standard guest
  * (`host/kvm.ts`: a nested PVM `/dev/kvm` cannot), else `-accel tcg -cpu max`. Under TCG
- * the kernel needs `tsc_early_khz` (`catalog/kernel_cmdline.ts`).
+ * the kernel needs `tsc_early_khz` (`host/kernel_cmdline.ts`).
  *
  * @module
  */
@@ -40,7 +40,7 @@ export interface QemuVmSpec {
   kernelPath: string;
   /** The banger initrd. */
   initrdPath: string;
-  /** Full kernel command line (`catalog/kernel_cmdline.ts`). */
+  /** Full kernel command line (`host/kernel_cmdline.ts`). */
   cmdline: string;
   /** Root disk image, the guest's `/dev/vda` (read-write). */
   rootDiskPath: string;

@@ -22,7 +22,7 @@ Deno.test("runDoctor() gives every check a status, and a fix for each WARN or FA
       "kvm",
       "firecracker",
       "vmm",
-      "device-mapper",
+      "root disks",
       "loop",
       "tun",
       "vhost-vsock",
@@ -43,7 +43,7 @@ Deno.test("runDoctor() gives every check a status, and a fix for each WARN or FA
   for (const c of report.checks) {
     if (c.status !== "PASS") assert(c.fix && c.fix.length > 0, `${c.name} has no fix`);
   }
-  const dm = report.checks.find((c) => c.name === "device-mapper");
+  const dm = report.checks.find((c) => c.name === "root disks");
   let hasDm = true;
   try {
     Deno.statSync("/dev/mapper/control");

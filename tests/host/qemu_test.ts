@@ -1,5 +1,5 @@
 import { renderGuestEnv } from "../../catalog/guest/guest_env.ts";
-import { renderKernelCmdline } from "../../catalog/kernel_cmdline.ts";
+import { renderKernelCmdline } from "../../host/kernel_cmdline.ts";
 import { kernelManifestSchema } from "../../catalog/kernel_build.ts";
 import { createExt4, writeExt4 } from "../../host/ext4.ts";
 import { cpuKhz } from "../../host/kvm.ts";
@@ -212,6 +212,41 @@ async function waitForSsh(g: Guest, vm: QemuProcess, timeoutMs = 180_000): Promi
   throw new Error(`SSH did not come up within ${timeoutMs} ms`);
 }
 
+/** Root disk (sparse copy of the golden image), SSH key, and a work disk with guest.env. */
+async function prepareDisks(g: Guest, rootfs: string, subnet: number): Promise<void> {
+  const { dir } = g;
+  const copy = await new Deno.Command("cp", {
+    args: ["--sparse=always", rootfs, `${dir}/root.ext4`],
+  }).output();
+  assert(copy.success, "sparse copy of rootfs.ext4");
+  await new Deno.Command("ssh-keygen", { args: ["-q", "-t", "ed25519", "-N", "", "-f", g.key] })
+    .output();
+  await createExt4({ path: `${dir}/work.ext4`, sizeBytes: 512 * 1024 * 1024 });
+  await writeExt4(`${dir}/work.ext4`, [
+    { kind: "mkdir", path: "/.banger", mode: 0o755 },
+    {
+      kind: "writeFile",
+      path: "/.banger/guest.env",
+      mode: 0o644,
+      text: renderGuestEnv({
+        vmId: "qemu-test",
+        vmName: "qemu-test",
+        hostname: "qemu-test",
+        guestIp: `${g.ip}/30`,
+        gateway: `172.30.${subnet}.1`,
+        dns: [`172.30.${subnet}.1`],
+      }),
+    },
+    { kind: "mkdir", path: "/.ssh", mode: 0o700 },
+    {
+      kind: "writeFile",
+      path: "/.ssh/authorized_keys",
+      mode: 0o600,
+      text: await Deno.readTextFile(`${g.key}.pub`),
+    },
+  ]);
+}
+
 gatedTest(
   "launchQemu() boots the golden image: SSH, hostname, agent ports, and /root survives reboot (root, QEMU)",
   [
@@ -236,37 +271,7 @@ gatedTest(
     await ns.exec(["ip", "link", "set", tap, "up"]);
 
     let t = performance.now();
-    const copy = await new Deno.Command("cp", {
-      args: ["--sparse=always", artifacts.rootfs, `${dir}/root.ext4`],
-    })
-      .output();
-    assert(copy.success, "sparse copy of rootfs.ext4");
-    await new Deno.Command("ssh-keygen", { args: ["-q", "-t", "ed25519", "-N", "", "-f", g.key] })
-      .output();
-    await createExt4({ path: `${dir}/work.ext4`, sizeBytes: 512 * 1024 * 1024 });
-    await writeExt4(`${dir}/work.ext4`, [
-      { kind: "mkdir", path: "/.banger", mode: 0o755 },
-      {
-        kind: "writeFile",
-        path: "/.banger/guest.env",
-        mode: 0o644,
-        text: renderGuestEnv({
-          vmId: "qemu-test",
-          vmName: "qemu-test",
-          hostname: "qemu-test",
-          guestIp: `${g.ip}/30`,
-          gateway: `172.30.${subnet}.1`,
-          dns: [`172.30.${subnet}.1`],
-        }),
-      },
-      { kind: "mkdir", path: "/.ssh", mode: 0o700 },
-      {
-        kind: "writeFile",
-        path: "/.ssh/authorized_keys",
-        mode: 0o600,
-        text: await Deno.readTextFile(`${g.key}.pub`),
-      },
-    ]);
+    await prepareDisks(g, artifacts.rootfs, subnet);
     note(`disks ready in ${((performance.now() - t) / 1000).toFixed(2)} s`);
 
     const spec: QemuVmSpec = {

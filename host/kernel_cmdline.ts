@@ -15,7 +15,7 @@
  * @module
  */
 
-import { BangerError } from "../host/errors.ts";
+import { BangerError } from "./errors.ts";
 
 /** A command line that cannot be built from the given values. */
 export class KernelCmdlineError extends BangerError {}
@@ -37,7 +37,8 @@ export interface KernelCmdlineOptions {
 
 /** x86 `COMMAND_LINE_SIZE`, including the terminating NUL. */
 const COMMAND_LINE_SIZE = 2048;
-const BASE = [
+/** Arguments every banger guest boots with, for either VMM. */
+export const BASE_BOOT_ARGS: readonly string[] = [
   "console=ttyS0",
   "reboot=k",
   "panic=1",
@@ -67,7 +68,7 @@ export function renderKernelCmdline(options: KernelCmdlineOptions): string {
     new KernelCmdlineError(`Cannot build the kernel command line: ${why}`, {
       code: "invalid_argument",
     });
-  const args = [...BASE];
+  const args = [...BASE_BOOT_ARGS];
   if (options.vmm === "qemu-microvm") {
     const khz = options.tscKhz;
     if (khz === undefined || !Number.isInteger(khz) || khz <= 0 || khz > 100_000_000) {
