@@ -12,11 +12,15 @@ import { importLazily } from "./commands/_lazy.ts";
 import type { CliEnv } from "./commands/env.ts";
 import type { DoctorReport } from "./daemon/api/daemon.ts";
 import { RpcClient } from "./commands/rpc_client.ts";
+import type { SystemLocalOps } from "./commands/system_cmd.ts";
+import { BANGER_VERSION } from "./daemon/rpc_protocol.ts";
 import {
+  daemonPidLock,
   daemonSocket,
   daemonStartLock,
   daemonStartupLog,
   ensurePrivateDir,
+  installRecordPath,
   type Layout,
   layoutEnvFromProcess,
   resolveLayout,
@@ -45,6 +49,47 @@ function daemonCommand(): { program: string; args: string[] } {
   };
 }
 
+/**
+ * The command line a system unit runs for `role`: the compiled binary (the helper's sits
+ * next to it as `banger-helper`), or deno with the flags of the `owner`/`helper` task.
+ */
+function unitExec(role: "daemon" | "helper", bin?: string): string[] {
+  if (bin) return [bin, role];
+  const exec = Deno.execPath();
+  if (!/\/deno$/.test(exec)) {
+    return role === "daemon" ? [exec, role] : [`${exec.replace(/\/[^/]*$/, "")}/banger-helper`, role];
+  }
+  const denoJson = new URL("./deno.json", import.meta.url);
+  const tasks = JSON.parse(Deno.readTextFileSync(denoJson)).tasks as Record<string, string>;
+  const task = role === "daemon" ? tasks.owner : tasks.helper;
+  const flags = task.split(/\s+/).filter((w) => w === "-q" || w.startsWith("--allow-"));
+  return [exec, "run", ...flags, new URL("./main.ts", import.meta.url).pathname, role];
+}
+
+/** `banger system …` and `banger helper`, loaded only when used. */
+function systemLocal(): { system: SystemLocalOps } {
+  const load = () =>
+    importLazily<typeof import("./host/system_local_ops.ts")>(
+      new URL("./host/system_local_ops.ts", import.meta.url),
+    ).then((m) =>
+      m.systemLocalOps({
+        defaultRoot: Deno.env.get("BANGER_ROOT") || "/",
+        version: BANGER_VERSION,
+        daemonExec: (bin) => unitExec("daemon", bin),
+        helperExec: (bin) => unitExec("helper", bin),
+      })
+    );
+  return {
+    system: {
+      runHelper: async (root) => await (await load()).runHelper(root),
+      install: async (o) => await (await load()).install(o),
+      status: async (root) => await (await load()).status(root),
+      restart: async (root) => await (await load()).restart(root),
+      uninstall: async (root, purge) => await (await load()).uninstall(root, purge),
+    },
+  };
+}
+
 function buildEnv(layout: Layout, home: string): CliEnv {
   const uid = Deno.uid() ?? 0;
   return {
@@ -57,11 +102,13 @@ function buildEnv(layout: Layout, home: string): CliEnv {
       socket: daemonSocket(layout),
       startLock: daemonStartLock(layout),
       startupLog: daemonStartupLog(layout),
+      pidLock: daemonPidLock(layout),
       runtimeDir: layout.runtimeDir,
     },
     daemonCommand,
     ensureRuntimeDir: () => ensurePrivateDir(layout.runtimeDir, uid),
     local: {
+      ...systemLocal(),
       runDaemon: async () => {
         const { runDaemon } = await importLazily<
           { runDaemon(l: Layout, o: { home: string }): Promise<number> }
@@ -84,6 +131,16 @@ function buildEnv(layout: Layout, home: string): CliEnv {
 
 if (import.meta.main) {
   const processEnv = layoutEnvFromProcess();
+  // A system install (its record exists) switches CLI and daemon to the system layout.
+  if (!processEnv.BANGER_HOME && !processEnv.BANGER_MODE) {
+    try {
+      if (Deno.statSync(installRecordPath(processEnv.BANGER_ROOT ?? "/")).isFile) {
+        processEnv.BANGER_MODE = "system";
+      }
+    } catch {
+      // not installed (or an unusable BANGER_ROOT, which resolveLayout reports)
+    }
+  }
   let layout: Layout;
   try {
     layout = resolveLayout(processEnv, Deno.uid() ?? 0, Deno.uid() === 0);

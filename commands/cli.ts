@@ -64,6 +64,16 @@ export const ROOT: CommandDef<CliEnv> = {
       "Use `ssh <name>.vm` from your own ssh",
       () => group("./ssh_config_cmd.ts", "sshConfigCommand"),
     ),
+    lazy(
+      "system",
+      "Install banger system-wide: owner daemon + root helper under systemd",
+      () => group("./system_cmd.ts", "systemCommand"),
+    ),
+    lazy(
+      "helper",
+      "Run the root helper in the foreground (systemd starts it)",
+      () => group("./system_cmd.ts", "helperCommand"),
+    ),
     daemonCommand,
     lazy(
       "doctor",

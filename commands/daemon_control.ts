@@ -117,10 +117,15 @@ export async function stopDaemon(env: CliEnv, force: boolean): Promise<number | 
     if (err instanceof SocketUnavailableError) return undefined;
     throw err;
   }
-  const deadline = Date.now() + STOP_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (!(await daemonAnswers(env.paths.socket))) return pid;
-    await sleep(POLL_MS);
+  // The daemon holds its pid lock until the process exits: taking it means it is gone.
+  try {
+    using lock = await Deno.open(env.paths.pidLock, { read: true, write: true });
+    await withTimeout(lock.lock(true), STOP_TIMEOUT_MS, `the daemon (pid ${pid}) to exit`);
+    await lock.unlock();
+    return pid;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return pid;
+    if (!(err instanceof CliError)) throw err;
   }
   throw new CliError(
     `The banger daemon (pid ${pid}) did not stop within ${STOP_TIMEOUT_MS / 1000}s`,

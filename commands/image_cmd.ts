@@ -25,6 +25,7 @@ import { type CommandDef, Flags, UsageError } from "./_cli.ts";
 import { callWithProgress, printJson } from "./_call.ts";
 import { callDaemon } from "./daemon_control.ts";
 import type { CliEnv } from "./env.ts";
+import { userPath } from "./_paths.ts";
 import { renderFields, renderTable } from "./output.ts";
 
 const json = { name: "json", kind: "bool", help: "Print JSON" } as const;
@@ -325,7 +326,7 @@ export const kernelCommand: CommandDef<CliEnv> = {
 };
 
 function absolute(path: string): string {
-  return path.startsWith("/") ? path : `${Deno.cwd()}/${path}`;
+  return userPath(path);
 }
 
 function optAbsolute(path: string | undefined): string | undefined {

@@ -1,6 +1,6 @@
 /**
  * `banger vm …`: create, run, lifecycle verbs (several refs each), list/show, logs,
- * stats, set, ssh.
+ * stats, set, ssh; exec, ports and workspace come from `workspace_cmd.ts`.
  *
  * @module
  */
@@ -27,7 +27,14 @@ import { callWithProgress, parseMemoryFlag, printBulk, printJson } from "./_call
 import { callDaemon } from "./daemon_control.ts";
 import type { CliEnv } from "./env.ts";
 import { formatAge, renderFields, renderTable } from "./output.ts";
-import { createVm, sshInto, vmRun } from "./vm_session.ts";
+import { createVm, sshInto, stillRunningNote, vmRun } from "./vm_session.ts";
+import {
+  execCommand,
+  portsCommand,
+  prepareForRun,
+  workspaceCommand,
+  workspaceFlags,
+} from "./workspace_cmd.ts";
 
 const json: FlagDef = { name: "json", kind: "bool", help: "Print JSON" };
 const sizing: FlagDef[] = [
@@ -120,7 +127,8 @@ export const vmCommand: CommandDef<CliEnv> = {
       name: "run",
       summary: "Create a VM and open a shell in it (or run a command)",
       description: "Creates a VM (pulling the image and kernel if missing), then opens SSH. " +
-        "With PATH, the git repo there is copied to /root/repo first. With `-- cmd`, runs the " +
+        "With PATH, the git repo there is copied to /root/repo first (tracked files only unless " +
+        "--include-untracked) and the shell or command runs there. With `-- cmd`, runs the " +
         "command and exits with its exit code.",
       args: [{ name: "path", optional: true, complete: "dir" }],
       rest: "cmd...",
@@ -128,11 +136,13 @@ export const vmCommand: CommandDef<CliEnv> = {
         ...sizing,
         { name: "rm", kind: "bool", help: "Delete the VM when the shell or command ends" },
         { name: "detach", short: "d", kind: "bool", help: "Create and prepare, then exit" },
+        ...workspaceFlags,
       ],
       examples: [
         "banger vm run",
         "banger vm run ./repo",
         "banger vm run --rm ./repo -- make test",
+        "banger vm run ./repo --dry-run            # list what would be copied",
         "banger vm run --rm -- sh -c 'exit 42'   # exits 42",
       ],
       run: async (inv, env) => {
@@ -143,21 +153,24 @@ export const vmCommand: CommandDef<CliEnv> = {
         if (f.bool("detach") && inv.rest !== undefined) {
           throw new UsageError("--detach cannot be combined with a command after --", inv.path);
         }
-        if (inv.args[0] !== undefined) {
-          const { prepareAfterCreate } = await import("./workspace_cmd.ts");
-          return await vmRun(env, {
-            create: createFlags(inv),
-            command: inv.rest,
-            rm: f.bool("rm"),
-            detach: f.bool("detach"),
-            afterCreate: prepareAfterCreate(env, inv),
-          });
+        if (inv.args[0] === undefined) {
+          const stray = workspaceFlags.map((w) => w.name).filter((n) => inv.flags.has(n));
+          if (stray.length) {
+            throw new UsageError(`--${stray[0]} needs a repository PATH`, inv.path);
+          }
         }
+        // The repository is checked before anything is created; a dry run stops there.
+        const afterCreate = inv.args[0] === undefined
+          ? undefined
+          : await prepareForRun(env, inv, inv.args[0]);
+        if (inv.args[0] !== undefined && afterCreate === undefined) return 0;
         return await vmRun(env, {
           create: createFlags(inv),
           command: inv.rest,
           rm: f.bool("rm"),
           detach: f.bool("detach"),
+          afterCreate,
+          inWorkspace: afterCreate !== undefined,
         });
       },
     },
@@ -333,11 +346,12 @@ export const vmCommand: CommandDef<CliEnv> = {
       examples: ["banger vm ssh dev", "banger vm ssh dev -- uname -a"],
       run: async (inv, env) => {
         const code = await sshInto(env, inv.args[0], inv.rest);
-        if (inv.rest === undefined) {
-          env.err(`${inv.args[0]} is still running (banger vm stop ${inv.args[0]})\n`);
-        }
+        if (inv.rest === undefined) env.err(await stillRunningNote(env, inv.args[0]));
         return code;
       },
     },
+    execCommand,
+    portsCommand,
+    workspaceCommand,
   ],
 };

@@ -7,10 +7,12 @@
  */
 
 import { vmCreate, vmDelete, vmSsh, type VmView } from "../daemon/api/vm.ts";
+import { vmExec, vmHealth } from "../daemon/api/workspace.ts";
 import { formatSizeShort } from "../daemon/size.ts";
 import { callWithProgress } from "./_call.ts";
 import { callDaemon } from "./daemon_control.ts";
 import { type CliEnv, CliError, ExitCode } from "./env.ts";
+import { formatDuration } from "./output.ts";
 
 /**
  * Runs `ssh` with our stdio and returns its exit code (the remote command's, or 255 when
@@ -46,6 +48,42 @@ export async function sshInto(
   const inv = await callDaemon(env, vmSsh, { ref, command, tty });
   for (const w of inv.warnings) env.err(`warning: ${w}\n`);
   return await runSsh(inv.argv);
+}
+
+/**
+ * Runs `command` (or, without one, a login shell) in the VM's workspace — the recorded
+ * one, `guestPath`, else `/root` — with our stdio; returns the exit code.
+ */
+export async function execIn(
+  env: CliEnv,
+  ref: string,
+  command: string[] | undefined,
+  o: { guestPath?: string; autoPrepare?: boolean } = {},
+): Promise<number> {
+  const tty = command === undefined
+    ? Deno.stdin.isTerminal()
+    : Deno.stdin.isTerminal() && Deno.stdout.isTerminal();
+  const req = {
+    ref,
+    command,
+    tty,
+    guest_path: o.guestPath,
+    auto_prepare: o.autoPrepare || undefined,
+  };
+  const inv = o.autoPrepare
+    ? await callWithProgress(env, vmExec, req)
+    : await callDaemon(env, vmExec, req);
+  for (const w of inv.warnings) env.err(`warning: ${w}\n`);
+  return await runSsh(inv.argv);
+}
+
+/** `dev is still running (up 3m05s; banger vm stop dev)`, with the guest's uptime when its agent answers. */
+export async function stillRunningNote(env: CliEnv, name: string): Promise<string> {
+  const health = await callDaemon(env, vmHealth, { ref: name }).catch(() => undefined);
+  const up = health?.uptime_seconds !== undefined
+    ? `up ${formatDuration(health.uptime_seconds * 1000)}; `
+    : "";
+  return `${name} is still running (${up}banger vm stop ${name})\n`;
 }
 
 /** Options of `vm run`/`vm create` that shape the VM. */
@@ -87,6 +125,8 @@ export async function vmRun(
     rm: boolean;
     detach: boolean;
     afterCreate?: (vm: VmView) => Promise<void>;
+    /** Run the command or shell in the prepared workspace (`vm exec`) instead of /root. */
+    inWorkspace?: boolean;
   },
 ): Promise<number> {
   const vm = await createVm(env, o.create);
@@ -99,7 +139,9 @@ export async function vmRun(
       env.out(`${vm.name} is running: banger vm ssh ${vm.name}\n`);
       return 0;
     }
-    code = await sshInto(env, vm.name, o.command);
+    code = o.inWorkspace
+      ? await execIn(env, vm.name, o.command)
+      : await sshInto(env, vm.name, o.command);
   } finally {
     if (o.rm) {
       const r = await callDaemon(env, vmDelete, { refs: [vm.name] }).catch((err) => {
@@ -110,7 +152,7 @@ export async function vmRun(
       });
       if (r?.results.every((x) => x.ok)) env.err(`deleted ${vm.name}\n`);
     } else if (ready && o.command === undefined) {
-      env.err(`${vm.name} is still running (banger vm stop ${vm.name})\n`);
+      env.err(await stillRunningNote(env, vm.name));
     }
   }
   if (code !== 0) throw new ExitCode(code);

@@ -6,7 +6,7 @@
  * A prepare runs {@linkcode beginImport}, then {@linkcode extractTar} with the tar stream,
  * then {@linkcode finishOverlay} with the bundle stream (or {@linkcode finishFullCopy});
  * an export runs {@linkcode exportPatch}. The guest needs `sh`, `git`, `tar`, `xargs`,
- * `find` and `cp`.
+ * `find`, `sort`, `rmdir` and `cp`.
  *
  * @module
  */
@@ -28,8 +28,9 @@ function script(name: string, body: string, args: readonly string[]): string[] {
 
 /**
  * Creates the workspace directory and its repository, and removes the files of the
- * previous prepare's base commit (`oldBase`, may be empty) so files deleted on the host
- * since then do not linger; the tar that follows rewrites everything still there.
+ * previous prepare's base commit (`oldBase`, may be empty), and its directories that end
+ * up empty, so files deleted on the host since then do not linger; the tar that follows
+ * rewrites everything still there.
  */
 export function beginImport(guestPath: string, oldBase: string): string[] {
   return script(
@@ -40,6 +41,7 @@ cd "$p"
 [ -d .git ] || git init -q
 if [ -n "$old" ] && git cat-file -e "$old^{commit}" 2>/dev/null; then
   git ls-tree -r -z --name-only "$old" | xargs -0 -r rm -f --
+  git ls-tree -r -t -z --name-only "$old" | sort -rz | xargs -0 -r rmdir 2>/dev/null || true
 fi`,
     [guestPath, oldBase],
   );

@@ -16,6 +16,7 @@
  */
 
 import { BangerError } from "../host/errors.ts";
+import { formatSize } from "./size.ts";
 import { GitRepo, SNAPSHOT_REF } from "../host/git.ts";
 import {
   beginImport,
@@ -172,7 +173,7 @@ export async function importWorkspace(
   check("prepare the guest directory", await shell.run(beginImport(guestPath, o.oldBase ?? "")));
   progress(
     "workspace_copy",
-    `Copying ${plan.files.length} files${plan.bytes ? ` (${formatMiB(plan.bytes)})` : ""}`,
+    `Copying ${plan.files.length} files${plan.bytes ? ` (${formatSize(plan.bytes)})` : ""}`,
     { done: 0, total: plan.bytes || undefined },
   );
   const tar = plan.from
@@ -392,10 +393,4 @@ async function totalBytes(root: string, files: readonly string[]): Promise<numbe
     for (const s of sizes) total += s;
   }
   return total;
-}
-
-function formatMiB(bytes: number): string {
-  return bytes < 1024 * 1024
-    ? `${Math.ceil(bytes / 1024)} KiB`
-    : `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
 }

@@ -10,11 +10,13 @@ import { methodTable } from "./rpc_protocol.ts";
 import { daemonShutdown, daemonStatus } from "./api/daemon.ts";
 import * as image from "./api/image.ts";
 import * as vm from "./api/vm.ts";
+import * as workspace from "./api/workspace.ts";
 
 export * from "./rpc_protocol.ts";
 export * from "./api/daemon.ts";
 export * from "./api/image.ts";
 export * from "./api/vm.ts";
+export * from "./api/workspace.ts";
 export { formatSize, formatSizeShort, parseSize } from "./size.ts";
 
 /** Every method the daemon serves, by name. */
@@ -47,6 +49,11 @@ export const METHODS = methodTable(
   vm.vmStats,
   vm.vmSsh,
   vm.sshConfigUpdate,
+  workspace.vmWorkspacePrepare,
+  workspace.vmWorkspaceExport,
+  workspace.vmExec,
+  workspace.vmPorts,
+  workspace.vmHealth,
 );
 
 /** Names of all methods. */

@@ -12,6 +12,7 @@ import { probeKvm } from "../host/kvm.ts";
 import { rootDiskStrategy } from "../host/rootdisk.ts";
 import { checkPrivateDir, daemonSocket, type Layout, storePath } from "../host/layout.ts";
 import { pathExists } from "../host/libc.ts";
+import { selectPrivilegedOps } from "../host/select_privileged_ops.ts";
 import { inspectSchema } from "../store/db.ts";
 import type { DoctorCheck, DoctorReport } from "./api/daemon.ts";
 import { type Config, loadConfig } from "./config.ts";
@@ -92,14 +93,36 @@ export async function runDoctor(layout: Layout, options: { home: string }): Prom
   for (const t of TOOLS) checks.push(await checkProgram(t.program, t.pkg, t.why, t.required));
   checks.push(checkStore(layout));
   checks.push(...await checkDirs(layout));
-  checks.push(
-    Deno.uid() === 0 ? pass("privileges", "running as root: host operations run in-process") : warn(
-      "privileges",
-      "not root and no root helper installed",
-      "run banger as root, or install the helper: sudo banger system install --owner $USER",
-    ),
-  );
+  checks.push(await checkPrivileges(layout));
   return { checks };
+}
+
+/** The "privileges" row: which `PrivilegedOps` the daemon uses, and whether it answers. */
+async function checkPrivileges(layout: Layout): Promise<DoctorCheck> {
+  if (layout.mode !== "system") {
+    return Deno.uid() === 0
+      ? pass("privileges", "running as root: host operations run in-process (no system install)")
+      : warn(
+        "privileges",
+        "not root and no root helper installed",
+        "run banger as root, or install the helper: sudo banger system install --owner $USER",
+      );
+  }
+  const choice = await selectPrivilegedOps(layout, { root: installRoot(layout) });
+  try {
+    return pass("privileges", `${choice.detail} (${await choice.probe()})`);
+  } catch (err) {
+    return fail(
+      "privileges",
+      `system install, but the root helper does not answer: ${errorMessage(err)}`,
+      "sudo systemctl restart banger-helper (see: journalctl -u banger-helper)",
+    );
+  }
+}
+
+/** The install root of a system layout (`/etc/banger` → `/`). */
+function installRoot(layout: Layout): string {
+  return layout.configDir.replace(/\/etc\/banger$/, "") || "/";
 }
 
 function checkArch(): DoctorCheck {

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { Buffer } from "node:buffer";
 import { BangerError } from "../host/errors.ts";
 import type { METHODS } from "./api.ts";
 import type { BulkResult } from "./api/vm.ts";
@@ -14,7 +15,10 @@ import type { ImageService } from "./image_service.ts";
 import type { KernelService } from "./kernel_service.ts";
 import type { VmService } from "./vm_service.ts";
 import type { VmDeps } from "./vm_deps.ts";
-import { inspectVm, readLogs, sshInvocation, vmStats } from "./vm_inspect.ts";
+import { guestHealth, inspectVm, readLogs, sshInvocation, vmStats } from "./vm_inspect.ts";
+import { guestPorts } from "./vm_ports.ts";
+import type { WorkspaceService } from "./workspace_service.ts";
+import { resolveVmRef } from "./vm_spec.ts";
 import { imageView, kernelView } from "./views.ts";
 import type { SshConfigManager } from "./ssh_config_manager.ts";
 import type { BulkOutcome } from "./vm_service.ts";
@@ -28,6 +32,7 @@ export interface HandlerServices {
   kernels: KernelService;
   vms: VmService;
   vmDeps: VmDeps;
+  workspaces: WorkspaceService;
   sshConfig: SshConfigManager;
   status(opId: string): DaemonStatus;
   shutdown(force: boolean, opId: string): { pid: number };
@@ -43,9 +48,7 @@ export function buildHandlers(s: HandlerServices): Handlers<typeof METHODS> {
         return {
           ref: o.ref,
           ok: false,
-          error: e instanceof BangerError
-            ? { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) }
-            : { code: "internal", message: e instanceof Error ? e.message : String(e) },
+          error: errorBody(e),
         };
       }
       return { ref: o.ref, ok: true, vm: await inspectVm(o.vm, s.vmDeps) };
@@ -142,5 +145,66 @@ export function buildHandlers(s: HandlerServices): Handlers<typeof METHODS> {
       };
     },
     "ssh_config.update": (req) => s.sshConfig.update(req.home, req.action),
+
+    "vm.workspace.prepare": (req, ctx) =>
+      s.workspaces.prepare({
+        ref: req.ref,
+        hostPath: req.path,
+        dryRun: req.dry_run,
+        includeUntracked: req.include_untracked,
+        readonly: req.readonly,
+        mode: req.mode,
+        branch: req.branch,
+        from: req.from,
+        guestPath: req.guest_path,
+      }, ctx),
+    "vm.workspace.export": async (req, ctx) => {
+      const r = await s.workspaces.export({
+        ref: req.ref,
+        baseCommit: req.base_commit,
+        guestPath: req.guest_path,
+      }, ctx);
+      return {
+        patch_base64: Buffer.from(r.patch).toString("base64"),
+        bytes: r.patch.length,
+        base_commit: r.baseCommit,
+        guest_path: r.guestPath,
+      };
+    },
+    "vm.exec": async (req, ctx) => {
+      const r = await s.workspaces.exec({
+        ref: req.ref,
+        command: req.command,
+        guestPath: req.guest_path,
+        autoPrepare: req.auto_prepare,
+        tty: req.tty,
+      }, ctx);
+      return {
+        argv: r.argv,
+        vm: await inspectVm(r.vm, s.vmDeps),
+        warnings: r.warnings,
+        guest_path: r.guestPath,
+      };
+    },
+    "vm.ports": async (req) => {
+      const snapshot = s.vms.list();
+      return {
+        results: await Promise.all(req.refs.map(async (ref) => {
+          try {
+            const vm = resolveVmRef(snapshot, ref);
+            return { ref, ok: true, vm: vm.name, ports: await guestPorts(vm, s.vmDeps) };
+          } catch (e) {
+            return { ref, ok: false, error: errorBody(e) };
+          }
+        })),
+      };
+    },
+    "vm.health": (req) => guestHealth(s.vms.find(req.ref), s.vmDeps),
   };
+}
+
+function errorBody(e: unknown): { code: string; message: string; hint?: string } {
+  return e instanceof BangerError
+    ? { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) }
+    : { code: "internal", message: e instanceof Error ? e.message : String(e) };
 }

@@ -25,6 +25,7 @@ export class HostNetwork {
   readonly #ops: PrivilegedOps;
   readonly #config: Config;
   readonly #log: Logger;
+  #ready?: Promise<void>;
 
   constructor(ops: PrivilegedOps, config: Config, log: Logger) {
     this.#ops = ops;
@@ -45,19 +46,31 @@ export class HostNetwork {
   }
 
   /**
-   * Creates the bridge (idempotent) and starts the DNS server. A DNS port that is taken
-   * is logged, not fatal: VMs work without name resolution, and doctor reports it.
+   * Starts the DNS server. A DNS port that is taken is logged, not fatal: VMs work
+   * without name resolution, and doctor reports it. The bridge is not touched here: a
+   * daemon that never starts a VM changes nothing on the host's network.
    */
   async start(): Promise<void> {
-    await this.#ops.ensureBridge({
-      name: this.#config.bridgeName,
-      address: `${this.#config.bridgeIp}/${this.prefixLength}`,
-    });
     try {
       await this.dns.start(this.#config.dnsListen);
     } catch (err) {
       this.#log.warn("dns server not started", { error: errorMessage(err) });
     }
+  }
+
+  /**
+   * Creates the bridge (idempotent) and fills the tap pool, once per daemon; every VM
+   * start awaits it before taking a tap.
+   */
+  ready(): Promise<void> {
+    this.#ready ??= this.#ops.ensureBridge({
+      name: this.#config.bridgeName,
+      address: `${this.#config.bridgeIp}/${this.prefixLength}`,
+    }).then(() => void this.taps.warm()).catch((err) => {
+      this.#ready = undefined;
+      throw err;
+    });
+    return this.#ready;
   }
 
   /** Stops DNS and deletes idle taps; taps of running VMs stay. */

@@ -34,6 +34,7 @@ import type { FaultInjector, VmDeps } from "./vm_deps.ts";
 import { HandleStore } from "./vm_handles.ts";
 import { reconcile } from "./vm_reconcile.ts";
 import { VmService } from "./vm_service.ts";
+import { WorkspaceService } from "./workspace_service.ts";
 import { chooseVmm } from "./vmm_choice.ts";
 import { FirecrackerDriver } from "./vmm_firecracker.ts";
 import { QemuDriver } from "./vmm_qemu.ts";
@@ -54,6 +55,7 @@ export interface DaemonServices {
   kernels: KernelService;
   vms: VmService;
   vmDeps: VmDeps;
+  workspaces: WorkspaceService;
   sshConfig: SshConfigManager;
   /** Brings host state in line with the store; runs before the socket opens. */
   startup(): Promise<void>;
@@ -112,6 +114,7 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
     faults: i.faults,
   };
   const vms = new VmService(vmDeps);
+  const workspaces = new WorkspaceService({ vms, vmDeps });
   const sshConfig = new SshConfigManager(layout, {
     keyPath,
     knownHosts: knownHostsPath(layout),
@@ -134,6 +137,7 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
     kernels,
     vms,
     vmDeps,
+    workspaces,
     sshConfig,
     async startup() {
       logger.info("vmm selected", { vmm: decision.vmm, reason: decision.reason });
@@ -144,7 +148,8 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
       await sshConfig.refresh().catch((err) =>
         logger.warn("ssh_config not written", { error: String(err) })
       );
-      void net.taps.warm();
+      // Running VMs need their bridge; otherwise it waits for the first start.
+      if (listVms(store).some((v) => v.status === "running")) await net.ready();
     },
     async shutdown() {
       await net.stop();

@@ -158,6 +158,7 @@ class StartRun {
         name: "tap",
         message: "Attaching a network tap",
         run: async () => {
+          await d.net.ready();
           const tap = await d.net.taps.acquire();
           this.vm = await d.handles.update(vm(), { tap });
         },

@@ -36,6 +36,39 @@ const SYMBOLS = {
   closedir: { parameters: ["pointer"], result: "i32" },
   access: { parameters: ["buffer", "i32"], result: "i32" },
   kill: { parameters: ["i32", "i32"], result: "i32" },
+  fchown: { parameters: ["i32", "u32", "u32"], result: "i32" },
+  fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  renameat: { parameters: ["i32", "buffer", "i32", "buffer"], result: "i32" },
+  unlinkat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  mkdirat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  symlinkat: { parameters: ["buffer", "i32", "buffer"], result: "i32" },
+  mknod: { parameters: ["buffer", "u32", "u64"], result: "i32" },
+  // syscall(2) is variadic; fixed integer/pointer arguments use the same registers.
+  syscall_openat2: {
+    name: "syscall",
+    parameters: ["i64", "i32", "buffer", "buffer", "usize"],
+    result: "i64",
+  },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  // Calls that can block run on a worker thread (`nonblocking`) so the event loop never
+  // waits on a peer. errno of a worker-thread call cannot be read from this thread.
+  accept4_nb: {
+    name: "accept4",
+    parameters: ["i32", "pointer", "pointer", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  read_nb: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  write_nb: {
+    name: "write",
+    parameters: ["i32", "buffer", "usize"],
+    result: "isize",
+    nonblocking: true,
+  },
   __errno_location: { parameters: [], result: "pointer" },
   strerror: { parameters: ["i32"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -18,18 +18,27 @@ import {
   readExt4File,
   writeExt4,
 } from "./ext4.ts";
-import type { Layout } from "./layout.ts";
+import { jailPaths, prepareJailChroot, renderJailerArgs, spawnJailer } from "./jailer.ts";
+import { type Layout, vmFiles } from "./layout.ts";
 import { type AttachedLoop, detachLoop, listLoops, loopBackingFile } from "./loop.ts";
 import { canonicalPath, ManagedPaths } from "./managed_paths.ts";
 import { addNat, listNat, type NatEntry, removeNat } from "./nat.ts";
 import {
+  createOwnedRootDisk,
+  type FileOwner,
+  ownedRootDiskStrategy,
+  releaseOwnedRootDisk,
+} from "./owned_root_disk.ts";
+import {
+  type JailedLaunch,
   type OpArgs,
   parseOpArgs,
   type PrivilegedOpName,
   type PrivilegedOps,
   PrivilegedOpsError,
 } from "./privileged_ops.ts";
-import { readProcFile } from "./procfs.ts";
+import { processExists } from "./process.ts";
+import { readProcFile, readProcFileIfExists } from "./procfs.ts";
 import {
   createRootDisk,
   releaseRootDisk,
@@ -40,6 +49,33 @@ import {
 import { createTap, deleteTap, listTaps, type TapInfo } from "./tap.ts";
 
 const DELETED = " (deleted)";
+/** The `/proc` and `/sys` files callers may read: liveness, stats, doctor, loop discovery. */
+const READABLE_PROC = [
+  /^\/proc\/[1-9][0-9]{0,9}\/(stat|status|cmdline)$/,
+  /^\/proc\/(cpuinfo|meminfo|loadavg|uptime|version)$/,
+  /^\/proc\/sys\/net\/ipv4\/ip_forward$/,
+  /^\/sys\/(block|class\/net|class\/block|module)\/[A-Za-z0-9_.:-]+(\/[A-Za-z0-9_.:-]+){0,3}$/,
+];
+
+/** Options of {@linkcode InProcessOps}. */
+export interface InProcessOpsOptions {
+  /**
+   * The unprivileged user the results are for (root helper mode): root disks, jail
+   * directories and device nodes are handed to it, taps are created with it as
+   * `TUNSETOWNER`, and files in its directories are reached only through
+   * symlink-refusing descriptors. Unset: everything stays root's (one process as root).
+   */
+  owner?: FileOwner;
+  /** How to run Firecracker under the jailer; unset: jailed launches are refused. */
+  jailer?: {
+    /** The jailer binary (absolute). */
+    jailerBin: string;
+    /** The Firecracker binary the jailer copies into each chroot (absolute). */
+    firecrackerBin: string;
+    /** `--chroot-base-dir`: root-owned, on the same filesystem as the state dir. */
+    chrootBase: string;
+  };
+}
 
 /**
  * Runs privileged operations in this process.
@@ -52,10 +88,15 @@ const DELETED = " (deleted)";
  */
 export class InProcessOps implements PrivilegedOps {
   readonly #paths: ManagedPaths;
+  readonly #options: InProcessOpsOptions;
 
   /** Operates inside `layout`'s state, cache and runtime directories only. */
-  constructor(layout: Pick<Layout, "stateDir" | "cacheDir" | "runtimeDir">) {
+  constructor(
+    layout: Pick<Layout, "stateDir" | "cacheDir" | "runtimeDir">,
+    options: InProcessOpsOptions = {},
+  ) {
     this.#paths = new ManagedPaths(layout);
+    this.#options = options;
   }
 
   #args<M extends PrivilegedOpName>(method: M, raw: unknown): OpArgs<M> {
@@ -76,6 +117,16 @@ export class InProcessOps implements PrivilegedOps {
 
   async createTap(raw: OpArgs<"createTap">): Promise<void> {
     const { name, ...options } = this.#args("createTap", raw);
+    const owner = this.#options.owner;
+    if (owner) {
+      if (options.owner !== undefined && options.owner !== owner.uid) {
+        throw new PrivilegedOpsError(
+          `Cannot create tap "${name}" for uid ${options.owner}: taps belong to uid ${owner.uid}`,
+          { code: "permission_denied" },
+        );
+      }
+      options.owner = owner.uid;
+    }
     await createTap(name, options);
   }
 
@@ -103,14 +154,17 @@ export class InProcessOps implements PrivilegedOps {
 
   async rootDiskStrategy(raw: OpArgs<"rootDiskStrategy">): Promise<StrategyReport> {
     const { dir } = this.#args("rootDiskStrategy", raw);
-    return await rootDiskStrategy(await this.#dir(dir, "directory"));
+    await this.#dir(dir, "directory");
+    if (this.#options.owner) return ownedRootDiskStrategy(dir);
+    return await rootDiskStrategy(dir);
   }
 
   async createRootDisk(raw: OpArgs<"createRootDisk">): Promise<RootDiskHandle> {
     const args = this.#args("createRootDisk", raw);
     await this.#file(args.baseImage, "base image");
     await this.#paths.check(args.vmDir, { kind: "dir" }, "VM directory");
-    return await createRootDisk(args);
+    const owner = this.#options.owner;
+    return owner ? await createOwnedRootDisk(args, owner) : await createRootDisk(args);
   }
 
   async releaseRootDisk(raw: OpArgs<"releaseRootDisk">): Promise<void> {
@@ -129,7 +183,8 @@ export class InProcessOps implements PrivilegedOps {
         { code: "invalid_argument" },
       );
     }
-    await releaseRootDisk(handle, { deleteFiles });
+    if (this.#options.owner) await releaseOwnedRootDisk(handle, { deleteFiles });
+    else await releaseRootDisk(handle, { deleteFiles });
   }
 
   listLoops(raw?: OpArgs<"listLoops">): Promise<AttachedLoop[]> {
@@ -216,16 +271,82 @@ export class InProcessOps implements PrivilegedOps {
   readProcFile(raw: OpArgs<"readProcFile">): Promise<string> {
     return settle(() => {
       const { path } = this.#args("readProcFile", raw);
-      if (canonicalPath(path) !== path || !/^\/(proc|sys)\/./.test(path)) {
+      if (canonicalPath(path) !== path || !READABLE_PROC.some((r) => r.test(path))) {
         throw new PrivilegedOpsError(
-          `Cannot read "${path}": only /proc and /sys files can be read`,
-          {
-            code: "permission_denied",
-          },
+          `Cannot read "${path}": only process stat/status/cmdline, cpuinfo-style and ` +
+            "/sys/{block,class,module} files can be read",
+          { code: "permission_denied" },
         );
       }
       return readProcFile(path);
     });
+  }
+
+  async launchJailedFirecracker(raw: OpArgs<"launchJailedFirecracker">): Promise<JailedLaunch> {
+    const args = this.#args("launchJailedFirecracker", raw);
+    const { jailer, owner } = this.#jailConfig("launch Firecracker for", args.vmId);
+    await this.#dir(args.vmDir, "VM directory");
+    for (const f of args.files) await this.#file(f, "VM file");
+    const { jailDir, chrootDir, serialLog } = jailPaths(
+      jailer.chrootBase,
+      jailer.firecrackerBin,
+      args.vmId,
+    );
+    if (await Deno.lstat(jailDir).then(() => true, () => false)) {
+      if (!(await this.cleanupJailedFirecracker({ vmId: args.vmId }))) {
+        throw new PrivilegedOpsError(`Cannot reuse the jail "${jailDir}"`, { code: "conflict" });
+      }
+    }
+    await prepareJailChroot({ chrootDir, vmDir: args.vmDir, files: args.files, devices: args.devices, ...owner });
+    const apiSocket = `${args.vmDir}/${vmFiles.apiSocket}`;
+    const argv = renderJailerArgs({
+      id: args.vmId,
+      execFile: jailer.firecrackerBin,
+      uid: owner.uid,
+      gid: owner.gid,
+      chrootBaseDir: jailer.chrootBase,
+      firecrackerArgs: ["--api-sock", apiSocket],
+    });
+    const pid = await spawnJailer(jailer.jailerBin, argv, serialLog, owner);
+    return { pid, chrootDir, apiSocket: `${chrootDir}${apiSocket}`, serialLog };
+  }
+
+  async cleanupJailedFirecracker(raw: OpArgs<"cleanupJailedFirecracker">): Promise<boolean> {
+    const { vmId } = this.#args("cleanupJailedFirecracker", raw);
+    const { jailer } = this.#jailConfig("clean up the jail of", vmId);
+    const { jailDir, chrootDir } = jailPaths(jailer.chrootBase, jailer.firecrackerBin, vmId);
+    const pidText = await Deno.readTextFile(`${chrootDir}/firecracker.pid`).catch(() => "");
+    const pid = Number(pidText.trim());
+    if (Number.isInteger(pid) && pid > 1 && processExists(pid)) {
+      const cmdline = readProcFileIfExists(`/proc/${pid}/cmdline`) ?? "";
+      if (cmdline.split("\0").some((a) => a === `--id=${vmId}` || a === vmId)) {
+        throw new PrivilegedOpsError(
+          `Cannot clean up the jail of VM "${vmId}": its Firecracker (pid ${pid}) still runs`,
+          { code: "failed_precondition" },
+        );
+      }
+    }
+    try {
+      await Deno.remove(jailDir, { recursive: true });
+      return true;
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return false;
+      throw err;
+    }
+  }
+
+  #jailConfig(what: string, vmId: string): {
+    jailer: NonNullable<InProcessOpsOptions["jailer"]>;
+    owner: FileOwner;
+  } {
+    const { jailer, owner } = this.#options;
+    if (!jailer || !owner) {
+      throw new PrivilegedOpsError(
+        `Cannot ${what} VM "${vmId}": no jailer is configured for this helper`,
+        { code: "failed_precondition", hint: "set jailer_bin in the system config.toml" },
+      );
+    }
+    return { jailer, owner };
   }
 }
 

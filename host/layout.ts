@@ -5,6 +5,12 @@
  * `BANGER_HOME=/some/dir` roots everything under one directory (`config/`, `state/`,
  * `cache/`, `run/`) for tests and isolated runs.
  *
+ * System mode (`banger system install`, selected by `BANGER_MODE=system` or by the
+ * install record `/etc/banger/install.toml`): config `/etc/banger` (root's), state
+ * `/var/lib/banger`, cache `/var/cache/banger`, runtime `/run/banger` (the owner's), the
+ * root helper in `/run/banger-root`. `BANGER_ROOT=/some/dir` prefixes every system path
+ * (tests install into a temp dir).
+ *
  * @module
  */
 
@@ -27,6 +33,11 @@ export interface Layout {
   cacheDir: string;
   /** `$XDG_RUNTIME_DIR/banger`: sockets and lock files. */
   runtimeDir: string;
+  /**
+   * `system` for a system install: `configDir` is root's (read-only to the owner daemon).
+   * @default {"user"}
+   */
+  mode?: "user" | "system";
 }
 
 /** Which environment variables {@linkcode resolveLayout} reads. */
@@ -37,6 +48,10 @@ export interface LayoutEnv {
   XDG_CACHE_HOME?: string;
   XDG_RUNTIME_DIR?: string;
   BANGER_HOME?: string;
+  /** `system` selects the system layout. */
+  BANGER_MODE?: string;
+  /** Prefix of every system path. @default {"/"} */
+  BANGER_ROOT?: string;
 }
 
 /** Reads the variables {@linkcode resolveLayout} needs from the process environment. */
@@ -49,6 +64,8 @@ export function layoutEnvFromProcess(): LayoutEnv {
     XDG_CACHE_HOME: get("XDG_CACHE_HOME"),
     XDG_RUNTIME_DIR: get("XDG_RUNTIME_DIR"),
     BANGER_HOME: get("BANGER_HOME"),
+    BANGER_MODE: get("BANGER_MODE"),
+    BANGER_ROOT: get("BANGER_ROOT"),
   };
 }
 
@@ -74,6 +91,7 @@ export function resolveLayout(env: LayoutEnv, uid: number, runDirWritable: boole
       runtimeDir: `${root}/run`,
     });
   }
+  if (env.BANGER_MODE === "system") return systemLayout(env.BANGER_ROOT ?? "/");
   if (!env.HOME) {
     throw new LayoutError("Cannot find banger's directories: HOME is not set", {
       code: "failed_precondition",
@@ -95,6 +113,48 @@ export function resolveLayout(env: LayoutEnv, uid: number, runDirWritable: boole
       : `/tmp/banger-${uid}`,
   });
 }
+
+/**
+ * The system-mode layout under `root` (`/` for a real install). Pure.
+ *
+ * @throws {LayoutError} when `root` is not absolute.
+ * @example
+ * ```ts
+ * systemLayout("/").stateDir; // "/var/lib/banger"
+ * ```
+ */
+export function systemLayout(root: string): Layout {
+  const r = systemPrefix(root);
+  const stateDir = `${r}/var/lib/banger`;
+  return {
+    configDir: `${r}/etc/banger`,
+    configFile: `${r}/etc/banger/config.toml`,
+    // /etc/banger is root's; the owner daemon writes its ssh_config next to its state.
+    sshConfigFile: `${stateDir}/ssh_config`,
+    stateDir,
+    cacheDir: `${r}/var/cache/banger`,
+    runtimeDir: `${r}/run/banger`,
+    mode: "system",
+  };
+}
+
+/** `""` for `/`, else `root` without a trailing slash. @throws {LayoutError} */
+export function systemPrefix(root: string): string {
+  const r = absolute(root, "BANGER_ROOT");
+  return r === "/" ? "" : r;
+}
+
+/** The install record written by `banger system install`. */
+export const installRecordPath = (root: string): string =>
+  `${systemPrefix(root)}/etc/banger/install.toml`;
+/** The root helper's runtime directory (root-owned, 0711). */
+export const helperRuntimeDir = (root: string): string => `${systemPrefix(root)}/run/banger-root`;
+/** The root helper's socket (owned by the owner uid, 0600). */
+export const helperSocket = (root: string): string => `${helperRuntimeDir(root)}/helper.sock`;
+/** The jailer's `--chroot-base-dir` (root-owned; same filesystem as the state dir). */
+export const jailerBaseDir = (root: string): string => `${systemPrefix(root)}/var/lib/banger-jailer`;
+/** Where the systemd units go. */
+export const systemUnitDir = (root: string): string => `${systemPrefix(root)}/etc/systemd/system`;
 
 function withFiles(dirs: Omit<Layout, "configFile" | "sshConfigFile">): Layout {
   return {
@@ -178,7 +238,10 @@ export const UNIX_PATH_MAX = 108;
  * @throws {LayoutError} naming the directory and what is wrong with it.
  */
 export async function ensureLayout(layout: Layout, uid: number): Promise<void> {
-  for (const dir of [layout.configDir, layout.stateDir, layout.cacheDir, layout.runtimeDir]) {
+  const system = layout.mode === "system";
+  if (system) await checkSystemConfigDir(layout.configDir, uid);
+  const dirs = [layout.stateDir, layout.cacheDir, layout.runtimeDir];
+  for (const dir of system ? dirs : [layout.configDir, ...dirs]) {
     await ensurePrivateDir(dir, uid);
   }
   const sock = daemonSocket(layout);
@@ -202,6 +265,21 @@ export async function ensurePrivateDir(dir: string, uid: number): Promise<void> 
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const info = await Deno.lstat(dir);
   checkPrivateDir(dir, info, uid);
+}
+
+/** System config dir: must exist, be root's (or ours) and writable by nobody else. */
+async function checkSystemConfigDir(dir: string, uid: number): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(dir);
+  } catch (err) {
+    throw new LayoutError(`Cannot use "${dir}": ${err instanceof Error ? err.message : err}`, {
+      code: "failed_precondition",
+      hint: "sudo banger system install --owner $USER",
+      cause: err,
+    });
+  }
+  checkPrivateDir(dir, info, info.uid === 0 ? 0 : uid);
 }
 
 /** Pure check behind {@linkcode ensurePrivateDir}. */

@@ -28,6 +28,83 @@ export const O_NOFOLLOW = 0x20000;
 /** Close the descriptor in child processes. */
 export const O_CLOEXEC = 0x80000;
 
+/** With `O_CREAT`-less opens: a directory is required (ENOTDIR otherwise). */
+export const O_DIRECTORY = 0x10000;
+/** A descriptor that names a file without opening it for I/O. */
+export const O_PATH = 0x200000;
+/** `dirfd` meaning "relative to the current directory" for the `*at` calls. */
+export const AT_FDCWD = -100;
+
+// <linux/openat2.h>
+/** openat2: refuse every symlink on the way, the last component included (ELOOP). */
+export const RESOLVE_NO_SYMLINKS = 0x04;
+/** openat2: refuse `/proc/<pid>/fd`-style magic links (ELOOP). */
+export const RESOLVE_NO_MAGICLINKS = 0x02;
+/** openat2: refuse paths that escape `dirfd` (EXDEV). */
+export const RESOLVE_BENEATH = 0x08;
+/** sizeof(struct open_how): flags u64 @0, mode u64 @8, resolve u64 @16. */
+export const OPEN_HOW_SIZE = 24;
+/** `__NR_openat2` on x86_64 (`<asm/unistd_64.h>`). */
+export const SYS_OPENAT2 = 437;
+
+/** Encodes a `struct open_how` for openat2(2). Pure. */
+export function encodeOpenHow(flags: number, mode: number, resolve: number): Uint8Array {
+  const buf = new Uint8Array(OPEN_HOW_SIZE);
+  const dv = new DataView(buf.buffer);
+  dv.setBigUint64(0, BigInt(flags), true);
+  dv.setBigUint64(8, BigInt(mode), true);
+  dv.setBigUint64(16, BigInt(resolve), true);
+  return buf;
+}
+
+/** sizeof(struct stat) on x86_64 (`<asm/stat.h>`, checked with gcc). */
+export const STAT_SIZE = 144;
+/** File type bits of `st_mode` (`<sys/stat.h>`). */
+export const S_IFMT = 0o170000;
+/** Regular file. */
+export const S_IFREG = 0o100000;
+/** Directory. */
+export const S_IFDIR = 0o040000;
+/** Block device. */
+export const S_IFBLK = 0o060000;
+/** Character device. */
+export const S_IFCHR = 0o020000;
+
+/** The fields of `struct stat` banger reads. */
+export interface FileStat {
+  /** Device of the inode. */
+  dev: bigint;
+  /** Inode number. */
+  ino: bigint;
+  /** Type and permission bits. */
+  mode: number;
+  /** Owner. */
+  uid: number;
+  /** Group. */
+  gid: number;
+  /** Device number for block/character devices. */
+  rdev: bigint;
+  /** Size in bytes. */
+  size: number;
+}
+
+/** Decodes the x86_64 `struct stat` (dev @0, ino @8, mode @24, uid @28, gid @32, rdev @40, size @48). Pure. */
+export function decodeStat(buf: Uint8Array): FileStat {
+  if (buf.length < STAT_SIZE) {
+    throw new RangeError(`Cannot decode stat: need ${STAT_SIZE} bytes, got ${buf.length}`);
+  }
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  return {
+    dev: dv.getBigUint64(0, true),
+    ino: dv.getBigUint64(8, true),
+    mode: dv.getUint32(24, true),
+    uid: dv.getUint32(28, true),
+    gid: dv.getUint32(32, true),
+    rdev: dv.getBigUint64(40, true),
+    size: Number(dv.getBigInt64(48, true)),
+  };
+}
+
 // <linux/fs.h> / <unistd.h>
 /** `lseek` from the start of the file. */
 export const SEEK_SET = 0;
@@ -86,6 +163,8 @@ export const Errno = {
   EINVAL: 22,
   ENOTTY: 25,
   ENOSYS: 38,
+  ENOTDIR: 20,
+  ELOOP: 40,
   EOPNOTSUPP: 95,
 } as const;
 
@@ -220,6 +299,56 @@ export class Fd implements Disposable {
       const errno = lastErrno();
       if (errno !== Errno.EINTR) throw failure(operation, path, errno);
     }
+  }
+
+  /**
+   * openat2(2) of `path` relative to `dir` (or the current directory), with `resolve`
+   * rules such as {@linkcode RESOLVE_NO_SYMLINKS}: the kernel walks the path and refuses a
+   * symlink on any component with ELOOP, atomically, so nothing can be swapped in between
+   * a check and the open. `O_CLOEXEC` is always added.
+   *
+   * @throws {LibcError} naming `operation` and `path` (ELOOP for a symlink).
+   */
+  static openAt(
+    dir: Fd | undefined,
+    path: string,
+    flags: number,
+    resolve: number,
+    operation = "open",
+    mode = 0o600,
+  ): Fd {
+    const name = cString(path);
+    const how = encodeOpenHow(flags | O_CLOEXEC, (flags & O_CREAT) !== 0 ? mode : 0, resolve);
+    const shown = dir ? `${dir.path}/${path}` : path;
+    for (;;) {
+      // SAFETY: `name` and `how` are locals alive for the synchronous call; the kernel
+      // copies both during the call only.
+      const fd = Number(
+        libc().syscall_openat2(
+          BigInt(SYS_OPENAT2),
+          dir ? dir.fd : AT_FDCWD,
+          name,
+          how,
+          BigInt(OPEN_HOW_SIZE),
+        ),
+      );
+      if (fd >= 0) return new Fd(fd, shown);
+      const errno = lastErrno();
+      if (errno !== Errno.EINTR) throw failure(operation, shown, errno);
+    }
+  }
+
+  /** fstat(2). @throws {LibcError} */
+  stat(operation = "inspect"): FileStat {
+    const buf = new Uint8Array(STAT_SIZE);
+    // SAFETY: `buf` is a local of STAT_SIZE bytes alive for the synchronous call.
+    if (libc().fstat(this.fd, buf) < 0) throw failure(operation, this.path);
+    return decodeStat(buf);
+  }
+
+  /** fchown(2): changes the owner of the open file itself (never a symlink's target). */
+  chown(uid: number, gid: number, operation = "change the owner of"): void {
+    if (libc().fchown(this.fd, uid, gid) < 0) throw failure(operation, this.path);
   }
 
   /** The raw descriptor number; throws once closed. */

@@ -30,6 +30,7 @@ import { isTapName } from "./tap.ts";
 export class PrivilegedOpsError extends BangerError {}
 
 const VM_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
+const JAIL_ID = /^[A-Za-z0-9-]{1,64}$/;
 const DM_NAME = /^bg-root-[A-Za-z0-9][A-Za-z0-9_-]{0,63}(-base)?$/;
 const uint32 = s.number({ int: true, min: 0, max: 0xfffffffe });
 const size = s.number({ int: true, min: 1024 * 1024, max: Number.MAX_SAFE_INTEGER });
@@ -177,6 +178,19 @@ export const PRIVILEGED_OP_ARGS = {
   checkExt4: s.object({ image: path }),
   growExt4: s.object({ image: path, sizeBytes: size }),
   readProcFile: s.object({ path }),
+  launchJailedFirecracker: s.object({
+    vmId: s.string({ pattern: JAIL_ID, expected: "a jailer id (1–64 of A-Z a-z 0-9 -)" }),
+    vmDir: path,
+    files: s.array(path, { max: 8 }),
+    devices: s.optional(
+      s.array(s.string({ pattern: /^\/dev\/dm-\d{1,6}$/, expected: "a device /dev/dm-N" }), {
+        max: 4,
+      }),
+    ),
+  }),
+  cleanupJailedFirecracker: s.object({
+    vmId: s.string({ pattern: JAIL_ID, expected: "a jailer id (1–64 of A-Z a-z 0-9 -)" }),
+  }),
 } as const;
 
 /** Method names of {@linkcode PrivilegedOps}. */
@@ -252,8 +266,31 @@ export interface PrivilegedOps {
   checkExt4(args: OpArgs<"checkExt4">): Promise<Ext4Check>;
   /** Grows an ext4 image file and its filesystem. */
   growExt4(args: OpArgs<"growExt4">): Promise<void>;
-  /** Reads a `/proc` or `/sys` file (liveness, doctor). */
+  /**
+   * Reads a `/proc` or `/sys` file (liveness, doctor): `/proc/<pid>/{stat,status,cmdline}`,
+   * `/proc/{cpuinfo,meminfo,loadavg,uptime,version}` and `/sys/{block,class/net,module}/…`.
+   */
   readProcFile(args: OpArgs<"readProcFile">): Promise<string>;
+  /**
+   * Starts Firecracker under the configured jailer as the owner uid: links `files` (and
+   * makes nodes for `devices`) at the same absolute paths inside a fresh chroot, then runs
+   * the jailer detached. The API socket appears at `apiSocket` (inside the chroot).
+   */
+  launchJailedFirecracker(args: OpArgs<"launchJailedFirecracker">): Promise<JailedLaunch>;
+  /** Removes a jailed VMM's chroot once its process is gone; `false` when there was none. */
+  cleanupJailedFirecracker(args: OpArgs<"cleanupJailedFirecracker">): Promise<boolean>;
+}
+
+/** What {@linkcode PrivilegedOps.launchJailedFirecracker} started. */
+export interface JailedLaunch {
+  /** The jailed Firecracker's pid (the jailer execs it in place). */
+  pid: number;
+  /** The jail's root directory on the host. */
+  chrootDir: string;
+  /** Host path of the API socket inside the chroot (`<chrootDir><vmDir>/fc.sock`). */
+  apiSocket: string;
+  /** Host path of the console log (Firecracker's stdout and stderr). */
+  serialLog: string;
 }
 
 /** Re-exported for implementations. */

@@ -67,6 +67,9 @@ export function sshArgs(
     "GlobalKnownHostsFile=/dev/null",
     "-o",
     "StrictHostKeyChecking=accept-new",
+    // Plain names, so `vm delete` can find and remove a VM's entries.
+    "-o",
+    "HashKnownHosts=no",
     "-o",
     `HostKeyAlias=${target.alias}`,
     "-o",

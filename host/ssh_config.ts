@@ -63,6 +63,7 @@ export function renderSshConfig(hosts: readonly SshConfigHost[], o: SshConfigOpt
     "  IdentitiesOnly yes",
     `  UserKnownHostsFile ${o.knownHosts}`,
     "  StrictHostKeyChecking accept-new",
+    "  HashKnownHosts no",
     "  ControlMaster auto",
     `  ControlPath ${o.controlDir}/ssh-%n.sock`,
     "  ControlPersist 120s",

@@ -213,10 +213,10 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
   },
   {
     name: "full_copy",
-    description: "workspace prepare --mode full_copy copies the whole tree",
+    description: "workspace prepare --mode full_copy (with --include-untracked) copies the tree and history",
     class: "repodir",
     async run(c) {
-      const name = await prepared(c, "full", "--mode", "full_copy");
+      const name = await prepared(c, "full", "--mode", "full_copy", "--include-untracked");
       const r = await c.ok(["vm", "exec", name, "--", "ls", "-a"]);
       assertStringIncludes(r.stdout, "untracked.txt");
       assertStringIncludes(r.stdout, ".git");

@@ -112,7 +112,7 @@ function fakeEnv(): CliEnv & { stdout: string[]; stderr: string[] } {
     stdoutIsTty: false,
     stderrIsTty: false,
     client: new RpcClient("/nonexistent/banger.sock"),
-    paths: { socket: "/nonexistent/banger.sock", startLock: "", startupLog: "", runtimeDir: "" },
+    paths: { socket: "/nonexistent/banger.sock", startLock: "", startupLog: "", runtimeDir: "", pidLock: "" },
     daemonCommand: () => ({ program: "false", args: [] }),
     ensureRuntimeDir: never,
     local: { runDaemon: never, doctor: never },

@@ -19,20 +19,20 @@ function daemonPids(home: string): number[] {
 Deno.test("two CLIs racing to auto-start start exactly one daemon", async () => {
   await using h = await tempBangerHome();
   const [a, b, c] = await Promise.all([
-    runBanger(["daemon", "start"], { env: h.env }),
-    runBanger(["daemon", "start"], { env: h.env }),
-    runBanger(["daemon", "start"], { env: h.env }),
+    h.run(["daemon", "start"]),
+    h.run(["daemon", "start"]),
+    h.run(["daemon", "start"]),
   ]);
   for (const r of [a, b, c]) assertEquals(r.code, 0, r.stderr);
   const pids = daemonPids(h.home);
   assertEquals(pids.length, 1, `daemons running: ${pids}`);
-  const status = await runBanger(["daemon", "status", "--json"], { env: h.env });
+  const status = await h.run(["daemon", "status", "--json"]);
   assertEquals(JSON.parse(status.stdout).pid, pids[0]);
 });
 
 Deno.test("the daemon socket is 0600 and its runtime dir 0700", async () => {
   await using h = await tempBangerHome();
-  assertEquals((await runBanger(["daemon", "start"], { env: h.env })).code, 0);
+  assertEquals((await h.run(["daemon", "start"])).code, 0);
   const sock = await Deno.lstat(`${h.home}/run/daemon.sock`);
   assert(sock.isSocket);
   assertEquals((sock.mode ?? 0) & 0o777, 0o600);
@@ -43,8 +43,8 @@ Deno.test("the daemon socket is 0600 and its runtime dir 0700", async () => {
 
 Deno.test("a second `banger daemon` refuses to start while one answers", async () => {
   await using h = await tempBangerHome();
-  assertEquals((await runBanger(["daemon", "start"], { env: h.env })).code, 0);
-  const second = await runBanger(["daemon"], { env: h.env });
+  assertEquals((await h.run(["daemon", "start"])).code, 0);
+  const second = await h.run(["daemon"]);
   assertEquals(second.code, 1);
   assertMatch(second.stderr, /^error: Cannot start the daemon: another one is running \(pid \d+\)/);
   assertEquals(daemonPids(h.home).length, 1);
@@ -52,19 +52,19 @@ Deno.test("a second `banger daemon` refuses to start while one answers", async (
 
 Deno.test("`banger daemon status` reports not running without starting one, and stop is idempotent", async () => {
   await using h = await tempBangerHome();
-  const status = await runBanger(["daemon", "status"], { env: h.env });
+  const status = await h.run(["daemon", "status"]);
   assertEquals(status.code, 3);
   assertStringIncludes(status.stdout, "not running");
   assertEquals(daemonPids(h.home).length, 0);
-  const stop = await runBanger(["daemon", "stop"], { env: h.env });
+  const stop = await h.run(["daemon", "stop"]);
   assertEquals(stop.code, 0);
   assertStringIncludes(stop.stdout, "not running");
 });
 
 Deno.test("`banger daemon stop` stops the daemon and removes its socket", async () => {
   await using h = await tempBangerHome();
-  assertEquals((await runBanger(["daemon", "start"], { env: h.env })).code, 0);
-  const stop = await runBanger(["daemon", "stop"], { env: h.env });
+  assertEquals((await h.run(["daemon", "start"])).code, 0);
+  const stop = await h.run(["daemon", "stop"]);
   assertEquals(stop.code, 0, stop.stderr);
   assertMatch(stop.stdout, /banger daemon stopped \(pid \d+\)/);
   assertEquals(daemonPids(h.home).length, 0);

@@ -1,0 +1,133 @@
+/**
+ * The Firecracker {@linkcode VmmDriver} under the jailer (`jailer_bin` set): the root
+ * helper prepares the chroot and starts the jailer (`launchJailedFirecracker`), then this
+ * driver links the VM directory's usual names (`fc.sock`, `vsock.sock`, `vmm.log`,
+ * `metrics.json`, `serial.log`) to the files inside the chroot, records the pid, and
+ * configures and boots the guest over the API socket exactly as without a jail. Every
+ * later step (liveness, stop, kill, stats) is the plain Firecracker driver's: the jailed
+ * process's command line names `<vmDir>/fc.sock` like an unjailed one.
+ *
+ * @module
+ */
+
+import { writeFileAtomic } from "../host/atomic_file.ts";
+import { Firecracker } from "../host/firecracker.ts";
+import { renderKernelCmdline } from "../host/kernel_cmdline.ts";
+import { vmFiles } from "../host/layout.ts";
+import type { PrivilegedOps } from "../host/privileged_ops.ts";
+import { BangerError } from "../host/errors.ts";
+import type { VmmDriver, VmmLaunch, VmmStats } from "./vmm_driver.ts";
+import { FirecrackerDriver } from "./vmm_firecracker.ts";
+
+const API_WAIT_MS = 10_000;
+const POLL_MS = 20;
+
+/** Boots guests with Firecracker under the jailer, through the root helper. */
+export class JailedFirecrackerDriver implements VmmDriver {
+  readonly kind = "firecracker";
+  readonly hasVsock = true;
+  readonly #ops: PrivilegedOps;
+  readonly #plain: FirecrackerDriver;
+
+  /** `binary` is only used for the plain driver's steps (the helper picks the jailed one). */
+  constructor(ops: PrivilegedOps, binary: string) {
+    this.#ops = ops;
+    this.#plain = new FirecrackerDriver(binary);
+  }
+
+  async launch(spec: VmmLaunch): Promise<number> {
+    const isDevice = spec.rootDisk.startsWith("/dev/");
+    const files = [spec.kernel, ...(spec.initrd ? [spec.initrd] : []), spec.workDisk];
+    if (!isDevice) files.push(spec.rootDisk);
+    const jail = await this.#ops.launchJailedFirecracker({
+      vmId: spec.vmId,
+      vmDir: spec.vmDir,
+      files,
+      ...(isDevice ? { devices: [spec.rootDisk] } : {}),
+    });
+    try {
+      const inside = `${jail.chrootDir}${spec.vmDir}`;
+      for (const name of [vmFiles.apiSocket, vmFiles.vsockSocket, vmFiles.vmmLog, vmFiles.metrics]) {
+        await relink(`${inside}/${name}`, `${spec.vmDir}/${name}`);
+      }
+      await relink(jail.serialLog, `${spec.vmDir}/${vmFiles.serialLog}`);
+      await writeFileAtomic(`${spec.vmDir}/${vmFiles.pidFile}`, `${jail.pid}\n`);
+      const vmm = await waitForApi(spec.vmDir, spec.signal);
+      await vmm.configure({
+        vmDir: spec.vmDir,
+        kernelPath: spec.kernel,
+        initrdPath: spec.initrd,
+        bootArgs: renderKernelCmdline({ vmm: "firecracker", init: spec.init }),
+        rootDisk: spec.rootDisk,
+        workDisk: spec.workDisk,
+        network: { tapName: spec.tap, guestIp: spec.guestIp },
+        vcpuCount: spec.vcpu,
+        memSizeMib: spec.memoryMib,
+        vsockCid: spec.vsockCid,
+      }, spec.signal);
+      await vmm.start(spec.signal);
+    } catch (err) {
+      await this.kill(jail.pid, spec.vmDir, "SIGKILL").catch(() => false);
+      await this.waitExit(jail.pid, spec.vmDir, 5000).catch(() => false);
+      await this.cleanup(spec.vmDir).catch(() => {});
+      throw err;
+    }
+    return jail.pid;
+  }
+
+  findPid(vmDir: string): Promise<number | undefined> {
+    return this.#plain.findPid(vmDir);
+  }
+  alive(pid: number, vmDir: string): Promise<boolean> {
+    return this.#plain.alive(pid, vmDir);
+  }
+  stop(pid: number, vmDir: string, o: { exitWaitMs: number; signal?: AbortSignal }): Promise<string> {
+    return this.#plain.stop(pid, vmDir, o);
+  }
+  kill(pid: number, vmDir: string, signal: string): Promise<boolean> {
+    return this.#plain.kill(pid, vmDir, signal);
+  }
+  waitExit(pid: number, vmDir: string, timeoutMs: number): Promise<boolean> {
+    return this.#plain.waitExit(pid, vmDir, timeoutMs);
+  }
+  stats(pid: number, vmDir: string): Promise<VmmStats> {
+    return this.#plain.stats(pid, vmDir);
+  }
+
+  /** The plain cleanup, then the helper removes the chroot once the process is gone. */
+  async cleanup(vmDir: string): Promise<void> {
+    await this.#plain.cleanup(vmDir);
+    if (await Firecracker.adopt(vmDir)) return;
+    for (const name of [vmFiles.vmmLog, vmFiles.metrics, vmFiles.serialLog]) {
+      const info = await Deno.lstat(`${vmDir}/${name}`).catch(() => undefined);
+      if (info?.isSymlink) await Deno.remove(`${vmDir}/${name}`).catch(() => {});
+    }
+    const vmId = vmDir.slice(vmDir.lastIndexOf("/") + 1);
+    await this.#ops.cleanupJailedFirecracker({ vmId });
+  }
+}
+
+/** Replaces `link` with a symlink to `target`. */
+async function relink(target: string, link: string): Promise<void> {
+  await Deno.remove(link).catch(() => {});
+  await Deno.symlink(target, link);
+}
+
+async function waitForApi(vmDir: string, signal?: AbortSignal): Promise<Firecracker> {
+  const deadline = Date.now() + API_WAIT_MS;
+  for (;;) {
+    signal?.throwIfAborted();
+    const vmm = await Firecracker.adopt(vmDir);
+    if (vmm) {
+      const up = await vmm.client.getVersion(AbortSignal.timeout(1000)).then(() => true, () => false);
+      if (up) return vmm;
+    }
+    if (Date.now() >= deadline) {
+      throw new BangerError(
+        `Cannot start the jailed Firecracker of "${vmDir}": its API socket did not answer within ${API_WAIT_MS} ms`,
+        { code: "timeout", hint: `see ${vmDir}/${vmFiles.serialLog}` },
+      );
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}

@@ -1,0 +1,253 @@
+/**
+ * Firecracker's jailer: the command line (a pure renderer), the chroot it runs in, and a
+ * detached launch. The jailer (run as root) copies the Firecracker binary into
+ * `<base>/<exec name>/<id>/root/`, chroots there, makes `/dev/kvm` and `/dev/net/tun`,
+ * drops to `--uid/--gid` and execs Firecracker in place (same pid). Everything
+ * Firecracker opens must therefore exist inside the chroot: kernel, initrd and drives are
+ * hard-linked (or copied) to the same absolute paths inside it, so the API calls the owner
+ * daemon sends name the same paths as without a jail (reference/firecracker-and-host.md
+ * §1.6). The API socket is asked for at `<vmDir>/fc.sock` (chroot-relative); on the host
+ * it is `<chroot><vmDir>/fc.sock`, and the owner daemon links its own short
+ * `<vmDir>/fc.sock` to it (AF_UNIX paths stop at 108 bytes; reference-tool-inventory.md
+ * §10 lesson 8). `--new-pid-ns` is never used (the pid must stay Firecracker's).
+ *
+ * @module
+ */
+
+import { basename, dirname } from "node:path";
+import { sparseCopy } from "./_file_copy.ts";
+import { BangerError } from "./errors.ts";
+import { vmFiles } from "./layout.ts";
+import {
+  cString,
+  failure,
+  Fd,
+  libc,
+  O_RDONLY,
+  O_WRONLY,
+  RESOLVE_NO_MAGICLINKS,
+  RESOLVE_NO_SYMLINKS,
+  S_IFBLK,
+} from "./libc.ts";
+import { PinnedDir } from "./pinned_dir.ts";
+import { readProcFile } from "./procfs.ts";
+
+/** The jailer could not be configured or started. */
+export class JailerError extends BangerError {}
+
+/** What {@linkcode renderJailerArgs} renders. */
+export interface JailerSpec {
+  /** `--id`: 1–64 of A-Z a-z 0-9 and `-`. */
+  id: string;
+  /** `--exec-file`: the Firecracker binary (absolute; the jailer copies it). */
+  execFile: string;
+  /** `--uid` Firecracker runs as. */
+  uid: number;
+  /** `--gid` Firecracker runs as. */
+  gid: number;
+  /** `--chroot-base-dir`. */
+  chrootBaseDir: string;
+  /** `--netns`: a network namespace file to join. */
+  netns?: string;
+  /** `--daemonize`: setsid and stdio to /dev/null. @default {false} */
+  daemonize?: boolean;
+  /** Firecracker's own flags, after `--`. */
+  firecrackerArgs: readonly string[];
+}
+
+const JAIL_ID = /^[A-Za-z0-9-]{1,64}$/;
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/;
+
+/**
+ * The jailer's argument vector for `spec`. Pure.
+ *
+ * @throws {JailerError} `invalid_argument` for a bad id, a relative path, a non-integer
+ *   uid/gid or a control character (a newline) in any argument.
+ * @example
+ * ```ts
+ * renderJailerArgs({
+ *   id: "vm1", execFile: "/usr/bin/firecracker", uid: 1000, gid: 1000,
+ *   chrootBaseDir: "/srv/jailer", firecrackerArgs: ["--api-sock", "/v/fc.sock"],
+ * });
+ * // ["--id", "vm1", "--exec-file", "/usr/bin/firecracker", "--uid", "1000", "--gid", "1000",
+ * //  "--chroot-base-dir", "/srv/jailer", "--", "--api-sock", "/v/fc.sock"]
+ * ```
+ */
+export function renderJailerArgs(spec: JailerSpec): string[] {
+  if (!JAIL_ID.test(spec.id)) invalid(`id "${spec.id}" must be 1–64 of A-Z a-z 0-9 and "-"`);
+  for (const [name, id] of [["uid", spec.uid], ["gid", spec.gid]] as const) {
+    if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) invalid(`${name} ${id} is not a valid id`);
+  }
+  const paths: [string, string | undefined][] = [
+    ["exec file", spec.execFile],
+    ["chroot base dir", spec.chrootBaseDir],
+    ["netns", spec.netns],
+  ];
+  for (const [name, p] of paths) {
+    if (p !== undefined && (!p.startsWith("/") || CONTROL.test(p))) {
+      invalid(`${name} "${p}" must be an absolute path without control characters`);
+    }
+  }
+  for (const arg of spec.firecrackerArgs) {
+    if (CONTROL.test(arg)) invalid(`Firecracker argument ${JSON.stringify(arg)} has a control character`);
+  }
+  return [
+    "--id",
+    spec.id,
+    "--exec-file",
+    spec.execFile,
+    "--uid",
+    String(spec.uid),
+    "--gid",
+    String(spec.gid),
+    "--chroot-base-dir",
+    spec.chrootBaseDir,
+    ...(spec.netns !== undefined ? ["--netns", spec.netns] : []),
+    ...(spec.daemonize ? ["--daemonize"] : []),
+    "--",
+    ...spec.firecrackerArgs,
+  ];
+}
+
+function invalid(why: string): never {
+  throw new JailerError(`Cannot render the jailer command line: ${why}`, {
+    code: "invalid_argument",
+  });
+}
+
+/** Where one jailed VM lives: `<base>/<exec name>/<id>/` and its `root/`. Pure. */
+export function jailPaths(
+  chrootBaseDir: string,
+  execFile: string,
+  id: string,
+): { jailDir: string; chrootDir: string; serialLog: string } {
+  const jailDir = `${chrootBaseDir}/${basename(execFile)}/${id}`;
+  return { jailDir, chrootDir: `${jailDir}/root`, serialLog: `${jailDir}/${vmFiles.serialLog}` };
+}
+
+/** What {@linkcode prepareJailChroot} puts into a chroot. */
+export interface JailContents {
+  /** The chroot (`…/root`). Created 0755, root-owned. */
+  chrootDir: string;
+  /** The VM directory; recreated inside the chroot, owned by uid:gid, mode 0700. */
+  vmDir: string;
+  /** Regular files to make available at the same absolute path inside the chroot. */
+  files: readonly string[];
+  /** Block devices (`/dev/dm-N`) to recreate with mknod, owned by uid:gid. */
+  devices?: readonly string[];
+  uid: number;
+  gid: number;
+}
+
+/**
+ * Fills a fresh chroot: `files` are hard-linked (copied through symlink-refusing opens
+ * when the chroot is on another filesystem), `devices` recreated with mknod, and the
+ * VM directory inside it handed to uid:gid for Firecracker's sockets and logs.
+ *
+ * @throws {JailerError} naming the file that could not be placed.
+ */
+export async function prepareJailChroot(c: JailContents): Promise<void> {
+  await Deno.mkdir(c.chrootDir, { recursive: true, mode: 0o755 });
+  const vmDirInside = `${c.chrootDir}${c.vmDir}`;
+  await Deno.mkdir(vmDirInside, { recursive: true, mode: 0o755 });
+  for (const file of c.files) {
+    const target = `${c.chrootDir}${file}`;
+    await Deno.mkdir(dirname(target), { recursive: true, mode: 0o755 });
+    try {
+      await placeFile(file, target);
+    } catch (err) {
+      throw new JailerError(`Cannot place "${file}" in the jail "${c.chrootDir}": ${String(err)}`, {
+        code: err instanceof BangerError ? err.code : "internal",
+        cause: err,
+      });
+    }
+  }
+  for (const device of c.devices ?? []) await makeDeviceNode(c.chrootDir, device, c.uid, c.gid);
+  await Deno.chown(vmDirInside, c.uid, c.gid);
+  await Deno.chmod(vmDirInside, 0o700);
+}
+
+/** link(2) does not follow a symlinked source; the copy opens it refusing symlinks. */
+async function placeFile(source: string, target: string): Promise<void> {
+  try {
+    await Deno.link(source, target);
+    return;
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotSupported) && !String(err).includes("os error 18")) {
+      throw err;
+    }
+  }
+  const strict = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  using from = Fd.openAt(undefined, source, O_RDONLY, strict, "open");
+  using dir = PinnedDir.open(dirname(target));
+  using to = dir.createFile(basename(target), O_WRONLY, 0o644);
+  await sparseCopy(from, to);
+  const st = from.stat();
+  to.chown(st.uid, st.gid);
+}
+
+async function makeDeviceNode(
+  chroot: string,
+  device: string,
+  uid: number,
+  gid: number,
+): Promise<void> {
+  const name = basename(device);
+  const dev = readProcFile(`/sys/class/block/${name}/dev`).trim();
+  const m = /^(\d+):(\d+)$/.exec(dev);
+  if (!m) {
+    throw new JailerError(`Cannot recreate "${device}" in the jail: its number "${dev}" is unreadable`);
+  }
+  await Deno.mkdir(`${chroot}/dev`, { recursive: true, mode: 0o755 });
+  const node = `${chroot}/dev/${name}`;
+  // SAFETY: the NUL-terminated path is a temporary alive for the synchronous call.
+  if (libc().mknod(cString(node), S_IFBLK | 0o600, makeDev(Number(m[1]), Number(m[2]))) < 0) {
+    throw failure("create device node", node);
+  }
+  await Deno.chown(node, uid, gid);
+}
+
+/** glibc's `makedev(major, minor)` (`<sys/sysmacros.h>`). Pure. */
+export function makeDev(major: number, minor: number): bigint {
+  const maj = BigInt(major);
+  const min = BigInt(minor);
+  return ((maj & 0xfffff000n) << 32n) | ((maj & 0xfffn) << 8n) | ((min & 0xffffff00n) << 12n) |
+    (min & 0xffn);
+}
+
+// Runs the jailer with umask 077 and its (and Firecracker's) stdout+stderr appended to
+// the console log; `exec` keeps the pid, and the jailer execs Firecracker in place.
+const LAUNCH_SCRIPT = 'umask 077; log=$1; shift; exec "$@" >>"$log" 2>&1';
+
+/**
+ * Starts `jailerBin` detached (own session, so neither the helper's nor the daemon's
+ * restart reaches it), its output appended to `serialLog`, which is created first and
+ * handed to uid:gid so the owner daemon can read the console.
+ *
+ * @returns the pid (the jailer's, which becomes Firecracker's).
+ */
+export async function spawnJailer(
+  jailerBin: string,
+  args: readonly string[],
+  serialLog: string,
+  owner: { uid: number; gid: number },
+): Promise<number> {
+  await Deno.mkdir(dirname(serialLog), { recursive: true, mode: 0o711 });
+  {
+    using dir = PinnedDir.open(dirname(serialLog));
+    dir.remove(basename(serialLog));
+    using log = dir.createFile(basename(serialLog), O_WRONLY, 0o600);
+    log.chown(owner.uid, owner.gid);
+  }
+  const child = new Deno.Command("sh", {
+    args: ["-c", LAUNCH_SCRIPT, "banger-jailer", serialLog, jailerBin, ...args],
+    detached: true,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  child.unref();
+  child.status.catch(() => {});
+  return child.pid;
+}

@@ -1,0 +1,99 @@
+import { jailPaths, makeDev, prepareJailChroot, renderJailerArgs } from "../../host/jailer.ts";
+import { JailerError } from "../../host/jailer.ts";
+import { assert, assertEquals, assertThrows } from "../fixtures/assert.ts";
+import { gatedTest, root } from "../fixtures/requires.ts";
+
+const SPEC = {
+  id: "vm-1",
+  execFile: "/usr/bin/firecracker",
+  uid: 1000,
+  gid: 1001,
+  chrootBaseDir: "/srv/jailer",
+  firecrackerArgs: ["--api-sock", "/var/lib/banger/vms/vm-1/fc.sock"],
+};
+
+Deno.test("renderJailerArgs() renders the required flags, then Firecracker's after --", () => {
+  assertEquals(renderJailerArgs(SPEC), [
+    "--id",
+    "vm-1",
+    "--exec-file",
+    "/usr/bin/firecracker",
+    "--uid",
+    "1000",
+    "--gid",
+    "1001",
+    "--chroot-base-dir",
+    "/srv/jailer",
+    "--",
+    "--api-sock",
+    "/var/lib/banger/vms/vm-1/fc.sock",
+  ]);
+});
+
+Deno.test("renderJailerArgs() adds --netns and --daemonize only when asked", () => {
+  const argv = renderJailerArgs({ ...SPEC, netns: "/var/run/netns/x", daemonize: true });
+  assertEquals(argv.slice(10, 14), ["--netns", "/var/run/netns/x", "--daemonize", "--"]);
+});
+
+Deno.test("renderJailerArgs() refuses injected text and bad values", async (t) => {
+  const bad: [string, Partial<typeof SPEC> & { netns?: string }][] = [
+    ["an id with a newline", { id: "vm\n--uid 0" }],
+    ["an id with an underscore", { id: "vm_1" }],
+    ["a 65-byte id", { id: "a".repeat(65) }],
+    ["a relative exec file", { execFile: "firecracker" }],
+    ["a newline in the base dir", { chrootBaseDir: "/srv/jail\ner" }],
+    ["a negative uid", { uid: -1 }],
+    ["a fractional gid", { gid: 1.5 }],
+    ["a newline in a Firecracker argument", { firecrackerArgs: ["--api-sock", "/x\n"] }],
+    ["a relative netns", { netns: "netns/x" }],
+  ];
+  for (const [name, patch] of bad) {
+    await t.step(name, () => {
+      assertThrows(() => renderJailerArgs({ ...SPEC, ...patch }), JailerError, "Cannot render");
+    });
+  }
+});
+
+Deno.test("jailPaths() follows the jailer's <base>/<exec name>/<id>/root layout", () => {
+  assertEquals(jailPaths("/srv/jailer", "/usr/bin/firecracker", "vm-1"), {
+    jailDir: "/srv/jailer/firecracker/vm-1",
+    chrootDir: "/srv/jailer/firecracker/vm-1/root",
+    serialLog: "/srv/jailer/firecracker/vm-1/serial.log",
+  });
+});
+
+Deno.test("makeDev() matches glibc makedev for small and large numbers", () => {
+  assertEquals(makeDev(253, 0), 0xfd00n);
+  assertEquals(makeDev(7, 3), 0x703n);
+  assertEquals(makeDev(259, 300), 0x11032cn);
+  assertEquals(makeDev(4096, 1), 0x100000000001n);
+});
+
+gatedTest("prepareJailChroot() hard-links files at their own paths and hands the VM dir to the uid (root)", [root()], async () => {
+  const base = await Deno.makeTempDir({ prefix: "bgj-" });
+  try {
+    const vmDir = `${base}/state/vms/vm-1`;
+    await Deno.mkdir(vmDir, { recursive: true });
+    await Deno.writeTextFile(`${base}/state/vmlinux`, "kernel");
+    await Deno.writeTextFile(`${vmDir}/root.ext4`, "root");
+    const chrootDir = `${base}/jail/firecracker/vm-1/root`;
+    await prepareJailChroot({
+      chrootDir,
+      vmDir,
+      files: [`${base}/state/vmlinux`, `${vmDir}/root.ext4`],
+      uid: 65534,
+      gid: 65534,
+    });
+    for (const f of [`${base}/state/vmlinux`, `${vmDir}/root.ext4`]) {
+      const [a, b] = [await Deno.stat(f), await Deno.stat(`${chrootDir}${f}`)];
+      assertEquals(b.ino, a.ino, `${f} is the same inode inside the jail`);
+    }
+    const inner = await Deno.stat(`${chrootDir}${vmDir}`);
+    assertEquals([inner.uid, inner.gid, (inner.mode ?? 0) & 0o777], [65534, 65534, 0o700]);
+    const parent = await Deno.stat(`${chrootDir}${base}/state`);
+    assertEquals(parent.uid, 0, "directories above the VM dir stay root's");
+    assert(((parent.mode ?? 0) & 0o022) === 0);
+  } finally {
+    await Deno.remove(base, { recursive: true });
+  }
+});
