@@ -57,7 +57,9 @@ function unitExec(role: "daemon" | "helper", bin?: string): string[] {
   if (bin) return [bin, role];
   const exec = Deno.execPath();
   if (!/\/deno$/.test(exec)) {
-    return role === "daemon" ? [exec, role] : [`${exec.replace(/\/[^/]*$/, "")}/banger-helper`, role];
+    return role === "daemon"
+      ? [exec, role]
+      : [`${exec.replace(/\/[^/]*$/, "")}/banger-helper`, role];
   }
   const denoJson = new URL("./deno.json", import.meta.url);
   const tasks = JSON.parse(Deno.readTextFileSync(denoJson)).tasks as Record<string, string>;
@@ -69,9 +71,14 @@ function unitExec(role: "daemon" | "helper", bin?: string): string[] {
 /** `banger system …` and `banger helper`, loaded only when used. */
 function systemLocal(): { system: SystemLocalOps } {
   const load = () =>
-    importLazily<typeof import("./host/system_local_ops.ts")>(
-      new URL("./host/system_local_ops.ts", import.meta.url),
-    ).then((m) =>
+    importLazily<{
+      systemLocalOps(o: {
+        defaultRoot: string;
+        version: string;
+        daemonExec(bin?: string): string[];
+        helperExec(bin?: string): string[];
+      }): SystemLocalOps;
+    }>(new URL("./host/system_local_ops.ts", import.meta.url)).then((m) =>
       m.systemLocalOps({
         defaultRoot: Deno.env.get("BANGER_ROOT") || "/",
         version: BANGER_VERSION,

@@ -30,7 +30,10 @@ export async function main(): Promise<void> {
   const env = { BANGER_HOME: home };
   // A daemon that runs no VM touches no interface; give it a DNS port of its own.
   await Deno.mkdir(`${home}/config`, { mode: 0o700 });
-  await Deno.writeTextFile(`${home}/config/config.toml`, `dns_listen = "127.0.0.1:${43000 + Math.floor(Math.random() * 1000)}"\n`);
+  await Deno.writeTextFile(
+    `${home}/config/config.toml`,
+    `dns_listen = "127.0.0.1:${43000 + Math.floor(Math.random() * 1000)}"\n`,
+  );
   const empty = `${home}/empty.ts`;
   await Deno.writeTextFile(empty, "");
   const banger = ["run", ...bangerTaskFlags(), `${ROOT}main.ts`];

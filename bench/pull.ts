@@ -35,16 +35,30 @@ function layer(seed: number, files: number, size: number): Uint8Array {
 async function bangerPull(ref: string): Promise<number> {
   const home = await Deno.makeTempDir({ dir: "/tmp", prefix: "bgp-" });
   const layout = resolveLayout({ BANGER_HOME: home }, 0, false);
-  for (const d of [layout.stateDir, layout.cacheDir, layout.runtimeDir]) await Deno.mkdir(d, { recursive: true });
+  for (const d of [layout.stateDir, layout.cacheDir, layout.runtimeDir]) {
+    await Deno.mkdir(d, { recursive: true });
+  }
   const store = Store.open(storePath(layout));
   try {
     const kdir = await Deno.makeTempDir();
     await Deno.writeFile(`${kdir}/vmlinux`, new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]));
     const catalogs = () => Promise.resolve({ images: [], kernels: [] });
     const kernels = new KernelService({ layout, store, catalogs });
-    const ctx = { opId: "op-bench", signal: new AbortController().signal, log: Logger.discard(), progress: () => {} };
+    const ctx = {
+      opId: "op-bench",
+      signal: new AbortController().signal,
+      log: Logger.discard(),
+      progress: () => {},
+    };
     await kernels.import("k", kdir, ctx);
-    const images = new ImageService({ layout, store, ops: new InProcessOps(layout), kernels, blobs: new BlobCache(ociBlobsDir(layout)), catalogs });
+    const images = new ImageService({
+      layout,
+      store,
+      ops: new InProcessOps(layout),
+      kernels,
+      blobs: new BlobCache(ociBlobsDir(layout)),
+      catalogs,
+    });
     const t0 = performance.now();
     await images.pull({ source: ref, kernelRef: "k" }, ctx);
     return performance.now() - t0;
@@ -62,9 +76,23 @@ async function stockPull(ref: string): Promise<number> {
   };
   try {
     const t0 = performance.now();
-    await run("skopeo", ["copy", "--src-tls-verify=false", `docker://${ref}`, `oci:${dir}/layout:v1`]);
+    await run("skopeo", [
+      "copy",
+      "--src-tls-verify=false",
+      `docker://${ref}`,
+      `oci:${dir}/layout:v1`,
+    ]);
     await run("umoci", ["unpack", "--image", `${dir}/layout:v1`, `${dir}/bundle`]);
-    await run("mkfs.ext4", ["-q", "-F", "-E", "root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1", "-d", `${dir}/bundle/rootfs`, `${dir}/rootfs.ext4`, "1G"]);
+    await run("mkfs.ext4", [
+      "-q",
+      "-F",
+      "-E",
+      "root_owner=0:0,lazy_itable_init=1,lazy_journal_init=1",
+      "-d",
+      `${dir}/bundle/rootfs`,
+      `${dir}/rootfs.ext4`,
+      "1G",
+    ]);
     return performance.now() - t0;
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -78,7 +106,11 @@ export async function main(): Promise<void> {
   try {
     const layers = [1, 2, 3].map((seed) => {
       const plain = layer(seed, 10, 1024 * 1024);
-      return { bytes: new Uint8Array(zlib.gzipSync(plain, { level: 1 })), mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", uncompressed: plain };
+      return {
+        bytes: new Uint8Array(zlib.gzipSync(plain, { level: 1 })),
+        mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+        uncompressed: plain,
+      };
     });
     const total = layers.reduce((n, l) => n + l.bytes.length, 0);
     await writeImage(layout, "v1", layers);

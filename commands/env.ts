@@ -48,7 +48,13 @@ export interface CliEnv {
   /** Talks to the daemon. */
   client: RpcClient;
   /** Daemon paths. */
-  paths: { socket: string; startLock: string; startupLog: string; runtimeDir: string; pidLock: string };
+  paths: {
+    socket: string;
+    startLock: string;
+    startupLog: string;
+    runtimeDir: string;
+    pidLock: string;
+  };
   /** How to launch `banger daemon` in the background. */
   daemonCommand(): { program: string; args: string[] };
   /** Creates the runtime directory (0700, ownership checked). */

@@ -115,7 +115,9 @@ export const systemCommand: CommandDef<CliEnv> = {
           return st.installed ? 0 : 1;
         }
         if (!st.installed) {
-          env.out("banger is not installed system-wide (sudo banger system install --owner $USER)\n");
+          env.out(
+            "banger is not installed system-wide (sudo banger system install --owner $USER)\n",
+          );
           return 1;
         }
         env.out(renderFields([

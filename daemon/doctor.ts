@@ -108,7 +108,7 @@ async function checkPrivileges(layout: Layout): Promise<DoctorCheck> {
         "run banger as root, or install the helper: sudo banger system install --owner $USER",
       );
   }
-  const choice = await selectPrivilegedOps(layout, { root: installRoot(layout) });
+  const choice = await selectPrivilegedOps(layout);
   try {
     return pass("privileges", `${choice.detail} (${await choice.probe()})`);
   } catch (err) {
@@ -118,11 +118,6 @@ async function checkPrivileges(layout: Layout): Promise<DoctorCheck> {
       "sudo systemctl restart banger-helper (see: journalctl -u banger-helper)",
     );
   }
-}
-
-/** The install root of a system layout (`/etc/banger` → `/`). */
-function installRoot(layout: Layout): string {
-  return layout.configDir.replace(/\/etc\/banger$/, "") || "/";
 }
 
 function checkArch(): DoctorCheck {
@@ -188,14 +183,24 @@ async function checkRootDisk(layout: Layout): Promise<DoctorCheck> {
   }
   try {
     const { strategy, reason } = await rootDiskStrategy(dir);
-    if (strategy === "dm-snapshot") return pass("root disks", `dm snapshots over loop devices (${reason})`);
+    if (strategy === "dm-snapshot") {
+      return pass("root disks", `dm snapshots over loop devices (${reason})`);
+    }
     return warn(
       "root disks",
-      `${strategy === "reflink" ? "reflink copies" : "sparse copies (the slowest: a full copy per VM)"}: ${reason}`,
+      `${
+        strategy === "reflink"
+          ? "reflink copies"
+          : "sparse copies (the slowest: a full copy per VM)"
+      }: ${reason}`,
       "load device-mapper (sudo modprobe dm_snapshot) for instant copy-on-write root disks",
     );
   } catch (err) {
-    return warn("root disks", errorMessage(err), "run banger as root so it can probe device-mapper");
+    return warn(
+      "root disks",
+      errorMessage(err),
+      "run banger as root so it can probe device-mapper",
+    );
   }
 }
 
@@ -307,12 +312,14 @@ function checkStore(layout: Layout): DoctorCheck {
 async function checkDirs(layout: Layout): Promise<DoctorCheck[]> {
   const uid = Deno.uid() ?? 0;
   const out: DoctorCheck[] = [];
-  for (
-    const [name, dir] of [["config dir", layout.configDir], ["state dir", layout.stateDir], [
-      "cache dir",
-      layout.cacheDir,
-    ], ["runtime dir", layout.runtimeDir]] as const
-  ) {
+  const dirs: [string, string][] = [
+    ["state dir", layout.stateDir],
+    ["cache dir", layout.cacheDir],
+    ["runtime dir", layout.runtimeDir],
+  ];
+  // A system install's config dir is root's (/etc/banger, 0755): the owner only reads it.
+  if (layout.mode !== "system") dirs.unshift(["config dir", layout.configDir]);
+  for (const [name, dir] of dirs) {
     try {
       checkPrivateDir(dir, await Deno.lstat(dir), uid);
       out.push(pass(name, `${dir} (0700, yours)`));

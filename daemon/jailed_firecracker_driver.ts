@@ -47,7 +47,9 @@ export class JailedFirecrackerDriver implements VmmDriver {
     });
     try {
       const inside = `${jail.chrootDir}${spec.vmDir}`;
-      for (const name of [vmFiles.apiSocket, vmFiles.vsockSocket, vmFiles.vmmLog, vmFiles.metrics]) {
+      for (
+        const name of [vmFiles.apiSocket, vmFiles.vsockSocket, vmFiles.vmmLog, vmFiles.metrics]
+      ) {
         await relink(`${inside}/${name}`, `${spec.vmDir}/${name}`);
       }
       await relink(jail.serialLog, `${spec.vmDir}/${vmFiles.serialLog}`);
@@ -81,7 +83,11 @@ export class JailedFirecrackerDriver implements VmmDriver {
   alive(pid: number, vmDir: string): Promise<boolean> {
     return this.#plain.alive(pid, vmDir);
   }
-  stop(pid: number, vmDir: string, o: { exitWaitMs: number; signal?: AbortSignal }): Promise<string> {
+  stop(
+    pid: number,
+    vmDir: string,
+    o: { exitWaitMs: number; signal?: AbortSignal },
+  ): Promise<string> {
     return this.#plain.stop(pid, vmDir, o);
   }
   kill(pid: number, vmDir: string, signal: string): Promise<boolean> {
@@ -119,7 +125,10 @@ async function waitForApi(vmDir: string, signal?: AbortSignal): Promise<Firecrac
     signal?.throwIfAborted();
     const vmm = await Firecracker.adopt(vmDir);
     if (vmm) {
-      const up = await vmm.client.getVersion(AbortSignal.timeout(1000)).then(() => true, () => false);
+      const up = await vmm.client.getVersion(AbortSignal.timeout(1000)).then(
+        () => true,
+        () => false,
+      );
       if (up) return vmm;
     }
     if (Date.now() >= deadline) {

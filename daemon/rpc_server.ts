@@ -9,6 +9,7 @@
 import { BangerError, errorMessage } from "../host/errors.ts";
 import { SchemaError } from "../host/schema.ts";
 import type { Logger } from "./logger.ts";
+import { opIdScope } from "../host/op_id_scope.ts";
 import {
   type ErrorBody,
   MAX_BODY_BYTES,
@@ -217,7 +218,7 @@ export class RpcServer<T extends MethodTable> {
         log: op.log,
         progress: () => {},
       };
-      const result = await handler(request, ctx);
+      const result = await opIdScope.run(op.opId, () => handler(request, ctx));
       op.finish("done");
       return Response.json(result, { headers: op.headers });
     } catch (err) {
@@ -271,7 +272,7 @@ export class RpcServer<T extends MethodTable> {
             send(event);
           },
         };
-        handler(request, ctx).then(
+        opIdScope.run(op.opId, () => handler(request, ctx)).then(
           (result) => {
             op.finish("done");
             send({ event: "result", result });

@@ -8,7 +8,7 @@
 import { BlobCache } from "../catalog/blob_cache.ts";
 import { type Catalogs, loadCatalogs } from "../catalog/catalog_index.ts";
 import { whichProgram } from "../host/exec.ts";
-import { InProcessOps } from "../host/in_process_ops.ts";
+import { selectPrivilegedOps } from "../host/select_privileged_ops.ts";
 import { probeKvm } from "../host/kvm.ts";
 import {
   defaultSshKey,
@@ -37,6 +37,7 @@ import { VmService } from "./vm_service.ts";
 import { WorkspaceService } from "./workspace_service.ts";
 import { chooseVmm } from "./vmm_choice.ts";
 import { FirecrackerDriver } from "./vmm_firecracker.ts";
+import { JailedFirecrackerDriver } from "./jailed_firecracker_driver.ts";
 import { QemuDriver } from "./vmm_qemu.ts";
 
 /** How long a guest may take to answer SSH after its VMM starts. */
@@ -75,7 +76,8 @@ export interface ServiceInputs {
 /** Builds and wires the services. */
 export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
   const { layout, config, logger, store } = i;
-  const ops = new InProcessOps(layout);
+  const privileges = await selectPrivilegedOps(layout);
+  const ops = privileges.ops;
   const catalogs = cachedCatalogs(config.catalogUrl);
   const kernels = new KernelService({ layout, store, catalogs });
   const images = new ImageService({
@@ -94,7 +96,10 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
     firecrackerPath: await whichProgram(config.firecrackerBin),
   });
   const drivers = {
-    firecracker: new FirecrackerDriver(config.firecrackerBin),
+    // With a system install and a jailer, Firecracker is launched by the root helper.
+    firecracker: config.jailerBin && privileges.mode === "helper"
+      ? new JailedFirecrackerDriver(ops, config.firecrackerBin)
+      : new FirecrackerDriver(config.firecrackerBin),
     qemu: new QemuDriver(config.qemuBin, decision.accel),
   };
   const vmDeps: VmDeps = {
@@ -141,6 +146,7 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
     sshConfig,
     async startup() {
       logger.info("vmm selected", { vmm: decision.vmm, reason: decision.reason });
+      logger.info("privileges", { mode: privileges.mode, detail: privileges.detail });
       await ensureKey(keyPath);
       for (const dir of [imagesDir(layout), kernelsDir(layout)]) await sweepStaging(dir);
       await net.start();

@@ -62,7 +62,12 @@ const SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
-  read_nb: { name: "read", parameters: ["i32", "buffer", "usize"], result: "isize", nonblocking: true },
+  read_nb: {
+    name: "read",
+    parameters: ["i32", "buffer", "usize"],
+    result: "isize",
+    nonblocking: true,
+  },
   write_nb: {
     name: "write",
     parameters: ["i32", "buffer", "usize"],

@@ -42,7 +42,9 @@ export function encodeSockaddrUn(path: string): { addr: Uint8Array; length: numb
   const bytes = new TextEncoder().encode(path);
   if (bytes.length === 0 || bytes.length >= SUN_PATH_MAX || bytes.includes(0)) {
     throw new UnixSocketError(
-      `Cannot listen on "${path}": a unix socket path must be 1–${SUN_PATH_MAX - 1} bytes without NUL`,
+      `Cannot listen on "${path}": a unix socket path must be 1–${
+        SUN_PATH_MAX - 1
+      } bytes without NUL`,
       { code: "invalid_argument" },
     );
   }
@@ -64,6 +66,7 @@ export function encodeTimeval(ms: number): Uint8Array {
 /** One accepted connection; `using` closes it. */
 export class UnixConnection implements Disposable {
   #fd: number;
+  #lineEnded = false;
   /** The peer's credentials, read with SO_PEERCRED right after accept. */
   readonly peer: PeerCredentials;
 
@@ -98,6 +101,7 @@ export class UnixConnection implements Disposable {
       const chunk = buf.subarray(0, n);
       const nl = chunk.indexOf(0x0a);
       const part = nl === -1 ? chunk : chunk.subarray(0, nl);
+      if (nl !== -1) this.#lineEnded = true;
       total += part.length;
       if (total > maxBytes) {
         throw new UnixSocketError(`Cannot read the request: it is larger than ${maxBytes} bytes`, {
@@ -117,16 +121,18 @@ export class UnixConnection implements Disposable {
   }
 
   /**
-   * Reads and discards up to `maxBytes` until end of stream, so closing does not reset a
-   * peer that is still sending (it would lose the answer). Never throws.
+   * Reads and discards the rest of the current line (up to `maxBytes`, or end of stream),
+   * so closing does not reset a peer that is still sending: it would lose the answer.
+   * Never throws.
    */
-  async drain(maxBytes: number): Promise<void> {
+  async skipLine(maxBytes: number): Promise<void> {
+    if (this.#lineEnded) return;
     let total = 0;
     const buf = new Uint8Array(64 * 1024);
     while (total < maxBytes) {
       // SAFETY: `buf` is referenced by this frame until the worker-thread read resolves.
       const n = Number(await libc().read_nb(this.#fd, buf, BigInt(buf.length)));
-      if (n <= 0) return;
+      if (n <= 0 || buf.subarray(0, n).includes(0x0a)) return;
       total += n;
     }
   }
@@ -189,7 +195,10 @@ export class UnixListener {
    * @param options.timeoutMs receive/send timeout of accepted sockets. @default {30000}
    * @throws {UnixSocketError} for a path that does not fit; {@linkcode LibcError} for bind.
    */
-  static listen(path: string, options: { backlog?: number; timeoutMs?: number } = {}): UnixListener {
+  static listen(
+    path: string,
+    options: { backlog?: number; timeoutMs?: number } = {},
+  ): UnixListener {
     const { addr, length } = encodeSockaddrUn(path);
     const lib = libc();
     const fd = lib.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

@@ -49,15 +49,21 @@ export async function runHelper(o: RunHelperOptions): Promise<number> {
   }
   const record = await readInstallRecord(root);
   if (!record) {
-    throw new HelperStartError(`Cannot run the root helper: banger is not installed under "${root}"`, {
-      code: "failed_precondition",
-      hint: "sudo banger system install --owner USER",
-    });
+    throw new HelperStartError(
+      `Cannot run the root helper: banger is not installed under "${root}"`,
+      {
+        code: "failed_precondition",
+        hint: "sudo banger system install --owner USER",
+      },
+    );
   }
   await checkRuntimeDir(helperRuntimeDir(root));
   const layout = systemLayout(root);
   const owner = { uid: record.ownerUid, gid: record.ownerGid };
-  const ops = new InProcessOps(layout, { owner, jailer: await jailerConfig(layout.configFile, root) });
+  const ops = new InProcessOps(layout, {
+    owner,
+    jailer: await jailerConfig(layout.configFile, root),
+  });
   const server = new HelperServer({
     socketPath: helperSocket(root),
     ops,

@@ -67,7 +67,12 @@ export function isHelperOp(name: string): name is HelperOpName {
 
 /** One request. `args` is validated per op by `parseOpArgs`. */
 export const helperRequestSchema = s.object({
-  op: s.string({ min: 1, max: 64, pattern: /^[A-Za-z][A-Za-z0-9]{0,63}$/, expected: "an operation name" }),
+  op: s.string({
+    min: 1,
+    max: 64,
+    pattern: /^[A-Za-z][A-Za-z0-9]{0,63}$/,
+    expected: "an operation name",
+  }),
   args: s.optional(s.unknownValue()),
   op_id: s.string({ pattern: /^[A-Za-z0-9._:-]{1,64}$/, expected: "an op id" }),
 });

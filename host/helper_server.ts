@@ -11,7 +11,7 @@
  * @module
  */
 
-import { UnixListener, type UnixConnection } from "./_unix_server.ts";
+import { type UnixConnection, UnixListener } from "./_unix_server.ts";
 import { BangerError, errorMessage } from "./errors.ts";
 import {
   HELPER_PING,
@@ -78,9 +78,12 @@ export class HelperServer {
     const existing = await Deno.lstat(path).catch(() => undefined);
     if (existing) {
       if (!existing.isSocket) {
-        throw new BangerError(`Cannot listen on "${path}": something other than a socket is there`, {
-          code: "conflict",
-        });
+        throw new BangerError(
+          `Cannot listen on "${path}": something other than a socket is there`,
+          {
+            code: "conflict",
+          },
+        );
       }
       await Deno.remove(path);
     }
@@ -165,12 +168,16 @@ export class HelperServer {
       });
     }
     await this.#answer(c, response);
-    if (!response.ok && response.error.code === "too_large") await c.drain(DRAIN_LIMIT);
+    if (!response.ok && response.error.code === "too_large") await c.skipLine(DRAIN_LIMIT);
   }
 
   #dispatch(op: string, args: unknown): Promise<unknown> {
     if (op === HELPER_PING) {
-      const ping: HelperPing = { pid: Deno.pid, version: this.#o.version, owner_uid: this.#o.ownerUid };
+      const ping: HelperPing = {
+        pid: Deno.pid,
+        version: this.#o.version,
+        owner_uid: this.#o.ownerUid,
+      };
       return Promise.resolve(ping);
     }
     if (!isHelperOp(op)) {
@@ -203,7 +210,9 @@ function decodeRequest(bytes: Uint8Array): string {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
-    throw new BangerError("Cannot parse the request: it is not UTF-8", { code: "invalid_argument" });
+    throw new BangerError("Cannot parse the request: it is not UTF-8", {
+      code: "invalid_argument",
+    });
   }
 }
 

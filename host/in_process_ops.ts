@@ -297,7 +297,13 @@ export class InProcessOps implements PrivilegedOps {
         throw new PrivilegedOpsError(`Cannot reuse the jail "${jailDir}"`, { code: "conflict" });
       }
     }
-    await prepareJailChroot({ chrootDir, vmDir: args.vmDir, files: args.files, devices: args.devices, ...owner });
+    await prepareJailChroot({
+      chrootDir,
+      vmDir: args.vmDir,
+      files: args.files,
+      devices: args.devices,
+      ...owner,
+    });
     const apiSocket = `${args.vmDir}/${vmFiles.apiSocket}`;
     const argv = renderJailerArgs({
       id: args.vmId,

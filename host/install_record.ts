@@ -65,8 +65,15 @@ export function renderInstallRecord(r: InstallRecord): string {
     if (!Number.isInteger(v) || v < 0 || v > 0xfffffffe) reject(`${name} ${v} is not a valid id`);
   }
   if (!r.ownerHome.startsWith("/")) reject(`the home "${r.ownerHome}" is not absolute`);
-  for (const [name, v] of [["home", r.ownerHome], ["version", r.version], ["installed_at", r.installedAt]]) {
-    if (UNSAFE.test(v)) reject(`${name} ${JSON.stringify(v)} has a quote, backslash or control character`);
+  for (
+    const [name, v] of [["home", r.ownerHome], ["version", r.version], [
+      "installed_at",
+      r.installedAt,
+    ]]
+  ) {
+    if (UNSAFE.test(v)) {
+      reject(`${name} ${JSON.stringify(v)} has a quote, backslash or control character`);
+    }
   }
   return [
     "# banger system install record, written by `banger system install`. The root helper",
@@ -106,7 +113,11 @@ export function parseInstallRecord(text: string, path: string): InstallRecord {
   } catch (err) {
     throw new InstallRecordError(
       `Cannot read the install record "${path}": ${err instanceof Error ? err.message : err}`,
-      { code: "invalid_argument", hint: "reinstall: sudo banger system install --owner USER", cause: err },
+      {
+        code: "invalid_argument",
+        hint: "reinstall: sudo banger system install --owner USER",
+        cause: err,
+      },
     );
   }
 }

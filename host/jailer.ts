@@ -77,7 +77,9 @@ const CONTROL = /[\x00-\x1f\x7f]/;
 export function renderJailerArgs(spec: JailerSpec): string[] {
   if (!JAIL_ID.test(spec.id)) invalid(`id "${spec.id}" must be 1–64 of A-Z a-z 0-9 and "-"`);
   for (const [name, id] of [["uid", spec.uid], ["gid", spec.gid]] as const) {
-    if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) invalid(`${name} ${id} is not a valid id`);
+    if (!Number.isInteger(id) || id < 0 || id > 0xfffffffe) {
+      invalid(`${name} ${id} is not a valid id`);
+    }
   }
   const paths: [string, string | undefined][] = [
     ["exec file", spec.execFile],
@@ -90,7 +92,9 @@ export function renderJailerArgs(spec: JailerSpec): string[] {
     }
   }
   for (const arg of spec.firecrackerArgs) {
-    if (CONTROL.test(arg)) invalid(`Firecracker argument ${JSON.stringify(arg)} has a control character`);
+    if (CONTROL.test(arg)) {
+      invalid(`Firecracker argument ${JSON.stringify(arg)} has a control character`);
+    }
   }
   return [
     "--id",
@@ -197,7 +201,9 @@ async function makeDeviceNode(
   const dev = readProcFile(`/sys/class/block/${name}/dev`).trim();
   const m = /^(\d+):(\d+)$/.exec(dev);
   if (!m) {
-    throw new JailerError(`Cannot recreate "${device}" in the jail: its number "${dev}" is unreadable`);
+    throw new JailerError(
+      `Cannot recreate "${device}" in the jail: its number "${dev}" is unreadable`,
+    );
   }
   await Deno.mkdir(`${chroot}/dev`, { recursive: true, mode: 0o755 });
   const node = `${chroot}/dev/${name}`;

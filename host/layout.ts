@@ -152,7 +152,8 @@ export const helperRuntimeDir = (root: string): string => `${systemPrefix(root)}
 /** The root helper's socket (owned by the owner uid, 0600). */
 export const helperSocket = (root: string): string => `${helperRuntimeDir(root)}/helper.sock`;
 /** The jailer's `--chroot-base-dir` (root-owned; same filesystem as the state dir). */
-export const jailerBaseDir = (root: string): string => `${systemPrefix(root)}/var/lib/banger-jailer`;
+export const jailerBaseDir = (root: string): string =>
+  `${systemPrefix(root)}/var/lib/banger-jailer`;
 /** Where the systemd units go. */
 export const systemUnitDir = (root: string): string => `${systemPrefix(root)}/etc/systemd/system`;
 

@@ -102,7 +102,9 @@ export async function releaseOwnedRootDisk(
  */
 export function ownedRootDiskStrategy(dir: string): StrategyReport {
   const dm = deviceMapperSupport();
-  if (dm.available) return { strategy: "dm-snapshot", reason: `device-mapper ${dm.version} is available` };
+  if (dm.available) {
+    return { strategy: "dm-snapshot", reason: `device-mapper ${dm.version} is available` };
+  }
   try {
     using pinned = PinnedDir.open(dir);
     const probe = probeReflinkIn(pinned);
@@ -247,7 +249,8 @@ function requireRegular(fd: Fd): { size: number } {
 
 function wrap(what: string, err: unknown): BangerError {
   if (err instanceof OwnedRootDiskError) return err;
-  const symlink = err instanceof LibcError && (err.errno === Errno.ELOOP || err.errno === Errno.EXDEV);
+  const symlink = err instanceof LibcError &&
+    (err.errno === Errno.ELOOP || err.errno === Errno.EXDEV);
   return new OwnedRootDiskError(`${what}: ${because(err)}`, {
     code: symlink ? "permission_denied" : err instanceof BangerError ? err.code : "internal",
     hint: symlink ? "banger's directories must not contain symlinks" : undefined,

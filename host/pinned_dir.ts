@@ -10,8 +10,9 @@
 
 import {
   cString,
-  Fd,
+  Errno,
   failure,
+  Fd,
   libc,
   O_CREAT,
   O_DIRECTORY,
@@ -95,7 +96,7 @@ export class PinnedDir implements Disposable {
     // SAFETY: the NUL-terminated name is a temporary alive for the synchronous call.
     if (libc().mkdirat(this.#fd.fd, cString(name), mode) === 0) return true;
     const err = failure("create directory", `${this.path}/${name}`);
-    if (err.errno === 17) return false;
+    if (err.errno === Errno.EEXIST) return false;
     throw err;
   }
 
@@ -115,7 +116,7 @@ export class PinnedDir implements Disposable {
     // SAFETY: the name is a temporary alive for the synchronous call.
     if (libc().unlinkat(this.#fd.fd, cString(name), flags) === 0) return true;
     const err = failure("remove", `${this.path}/${name}`);
-    if (err.errno === 2) return false;
+    if (err.errno === Errno.ENOENT) return false;
     throw err;
   }
 
@@ -141,6 +142,8 @@ export class PinnedDir implements Disposable {
 
 function checkName(name: string): void {
   if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) {
-    throw new RangeError(`Cannot use "${name}" as a directory entry: it must be one path component`);
+    throw new RangeError(
+      `Cannot use "${name}" as a directory entry: it must be one path component`,
+    );
   }
 }

@@ -5,8 +5,11 @@
  * a tap, optionally a vsock device, and a serial console.
  *
  * Two layers: {@linkcode renderQemuArgv} is a pure renderer (tests pin its exact output);
- * {@linkcode launchQemu} runs it with `-daemonize -pidfile`, so QEMU reports startup
- * errors synchronously, then detaches into its own session and outlives the caller.
+ * {@linkcode launchQemu} starts it as a child in its own session (so it outlives the
+ * caller, like Firecracker) whose stderr goes to a log file, and waits until its QMP
+ * socket answers — or reports QEMU's own error when it exits first. Staying the caller's
+ * child (no `-daemonize`) means the caller reaps it: a daemonized QEMU is reparented to
+ * PID 1, and not every PID 1 reaps.
  * `-no-reboot` makes a guest `reboot` end QEMU, the way `reboot=k` ends Firecracker.
  * {@linkcode QemuProcess.stop} sends `quit` on the QMP monitor socket (falling back to
  * SIGTERM/SIGKILL), then waits for the process to be gone. QMP, not the human monitor:
@@ -20,8 +23,7 @@
  */
 
 import { processExists, signalProcess } from "./process.ts";
-import { BangerError, ExecError } from "./errors.ts";
-import { run } from "./exec.ts";
+import { BangerError } from "./errors.ts";
 import { UNIX_PATH_MAX } from "./layout.ts";
 import { readProcFileIfExists } from "./procfs.ts";
 
@@ -79,7 +81,7 @@ export function renderQemuArgv(spec: QemuVmSpec): string[] {
     ...["-chardev", `file,id=serial0,path=${spec.serialLogPath},append=on`],
     ...["-serial", "chardev:serial0"],
     ...["-qmp", `unix:${spec.monitorSocketPath},server=on,wait=off`],
-    ...["-pidfile", spec.pidFilePath, "-daemonize"],
+    ...["-pidfile", spec.pidFilePath],
     ...["-kernel", spec.kernelPath, "-initrd", spec.initrdPath, "-append", spec.cmdline],
     ...drive("root", spec.rootDiskPath),
   ];
@@ -176,25 +178,74 @@ export async function launchQemu(
 ): Promise<QemuProcess> {
   const argv = renderQemuArgv(spec);
   const binary = options.binary ?? "qemu-system-x86_64";
+  const logPath = `${spec.pidFilePath.slice(0, spec.pidFilePath.lastIndexOf("/"))}/vmm.log`;
+  // sh only redirects stderr to the log and execs QEMU, so the pid is QEMU's.
+  const launch = [
+    "sh",
+    "-c",
+    'log=$1; shift; exec "$@" 2>>"$log" </dev/null >/dev/null',
+    "qemu",
+    logPath,
+    binary,
+    ...argv,
+  ];
   const [program, args] = options.netns
-    ? ["ip", ["netns", "exec", options.netns, binary, ...argv]]
-    : [binary, argv];
+    ? ["ip", ["netns", "exec", options.netns, ...launch]]
+    : [launch[0], launch.slice(1)];
   await Deno.remove(spec.pidFilePath).catch(() => {});
+  await Deno.writeTextFile(logPath, "", { mode: 0o600 });
+  let child: Deno.ChildProcess;
   try {
-    await run(program, args, { signal: options.signal, timeoutMs: options.timeoutMs ?? 30_000 });
+    child = new Deno.Command(program, {
+      args,
+      detached: true,
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    })
+      .spawn();
   } catch (err) {
-    const detail = err instanceof ExecError ? err.failure.stderrTail.trim() : String(err);
-    throw new QemuError(`Cannot start QEMU: ${detail || "it exited without a message"}`, {
+    throw new QemuError(`Cannot start QEMU: ${err instanceof Error ? err.message : err}`, {
       code: "failed_precondition",
       cause: err,
     });
   }
-  const pidText = await Deno.readTextFile(spec.pidFilePath).catch(() => "");
-  const pid = Number(pidText.trim());
-  if (!Number.isInteger(pid) || pid <= 1) {
-    throw new QemuError(`Cannot start QEMU: it wrote no pid to "${spec.pidFilePath}"`);
+  child.unref();
+  let exited: Deno.CommandStatus | undefined;
+  // Awaiting the status keeps the child reaped once it exits, whoever stops it.
+  child.status.then((s) => exited = s, () => {});
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  for (;;) {
+    if (exited) {
+      const detail = (await Deno.readTextFile(logPath).catch(() => "")).trim().split("\n").slice(-4)
+        .join(" ");
+      throw new QemuError(`Cannot start QEMU: ${detail || `it exited with code ${exited.code}`}`, {
+        code: "failed_precondition",
+      });
+    }
+    if (await qmpAnswers(spec.monitorSocketPath)) break;
+    if (options.signal?.aborted || Date.now() >= deadline) {
+      signalProcess(child.pid, "SIGKILL");
+      throw new QemuError(
+        options.signal?.aborted
+          ? "Stopped starting QEMU: cancelled"
+          : `QEMU did not open its monitor within ${(options.timeoutMs ?? 30_000) / 1000}s`,
+        { code: options.signal?.aborted ? "cancelled" : "timeout" },
+      );
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  return new QemuProcess(pid, spec.monitorSocketPath);
+  return new QemuProcess(child.pid, spec.monitorSocketPath);
+}
+
+async function qmpAnswers(path: string): Promise<boolean> {
+  try {
+    const conn = await Deno.connect({ transport: "unix", path });
+    conn.close();
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Options for {@linkcode QemuProcess.stop} and {@linkcode QemuProcess.waitForExit}. */
@@ -217,7 +268,7 @@ export class QemuProcess implements AsyncDisposable {
   /** Whether the process still exists and has not exited (a zombie counts as exited). */
   isRunning(): boolean {
     if (!processExists(this.pid)) return false;
-    // After -daemonize QEMU's parent is init, which may reap it a moment late.
+    // A QEMU whose parent went away is reparented to PID 1, which may reap it late.
     const stat = readProcFileIfExists(`/proc/${this.pid}/stat`);
     if (stat === undefined) return false;
     const state = stat.charAt(stat.lastIndexOf(")") + 2);

@@ -30,7 +30,8 @@ export interface PrivilegesChoice {
  * The `PrivilegedOps` for `layout`: the helper transport (ext4 work stays local and
  * unprivileged) for the system layout, the in-process adapter otherwise.
  *
- * @param options.root the install root whose helper socket to use. @default {"/"}
+ * @param options.root the install root whose helper socket to use. @default {the root the
+ *   system layout was made for}
  * @example
  * ```ts
  * const { ops, mode } = await selectPrivilegedOps(layout, { root: Deno.env.get("BANGER_ROOT") });
@@ -49,7 +50,8 @@ export function selectPrivilegedOps(
       probe: () => Promise.resolve(`in-process, uid ${Deno.uid()}`),
     });
   }
-  const socketPath = helperSocket(options.root ?? "/");
+  const root = options.root ?? (layout.configDir.replace(/\/etc\/banger$/, "") || "/");
+  const socketPath = helperSocket(root);
   const ops = new HelperOps({ socketPath, local });
   return Promise.resolve({
     ops,

@@ -16,11 +16,7 @@
 import { writeFileAtomic } from "./atomic_file.ts";
 import { BangerError } from "./errors.ts";
 import { run, runText } from "./exec.ts";
-import {
-  type InstallRecord,
-  readInstallRecord,
-  renderInstallRecord,
-} from "./install_record.ts";
+import { type InstallRecord, readInstallRecord, renderInstallRecord } from "./install_record.ts";
 import {
   helperRuntimeDir,
   installRecordPath,
@@ -112,7 +108,12 @@ export async function systemInstall(o: SystemInstallOptions): Promise<SystemInst
     version: o.version,
     installedAt: (o.now ?? new Date()).toISOString(),
   };
-  const spec = { ownerUser: o.owner.user, daemonExec: o.daemonExec, helperExec: o.helperExec, root: o.root };
+  const spec = {
+    ownerUser: o.owner.user,
+    daemonExec: o.daemonExec,
+    helperExec: o.helperExec,
+    root: o.root,
+  };
   const recordText = renderInstallRecord(record);
   const units = { [OWNER_UNIT]: renderOwnerUnit(spec), [HELPER_UNIT]: renderHelperUnit(spec) };
   const layout = systemLayout(o.root);
@@ -158,7 +159,9 @@ export async function systemStatus(root: string): Promise<SystemStatus> {
   const record = await readInstallRecord(root);
   const units: string[] = [];
   for (const u of [HELPER_UNIT, OWNER_UNIT]) {
-    if (await Deno.lstat(`${systemUnitDir(root)}/${u}`).then(() => true, () => false)) units.push(u);
+    if (await Deno.lstat(`${systemUnitDir(root)}/${u}`).then(() => true, () => false)) {
+      units.push(u);
+    }
   }
   const active: Record<string, string> = {};
   if (isRealRoot(root)) {
@@ -192,7 +195,10 @@ export async function systemRestart(root: string): Promise<void> {
  *
  * @throws {SystemInstallError} when not run as root.
  */
-export async function systemUninstall(root: string, options: { purge?: boolean } = {}): Promise<string[]> {
+export async function systemUninstall(
+  root: string,
+  options: { purge?: boolean } = {},
+): Promise<string[]> {
   if (Deno.uid() !== 0) {
     throw new SystemInstallError("Cannot uninstall banger: it needs root", {
       code: "permission_denied",

@@ -28,6 +28,29 @@ export interface SystemLocalOptions {
   helperExec(bin?: string): string[];
 }
 
+/** The operations, in the shape `commands/system_cmd.ts` (`SystemLocalOps`) expects. */
+export interface SystemOps {
+  runHelper(root: string | undefined): Promise<number>;
+  install(a: { root?: string; owner: string; bin?: string; helperBin?: string }): Promise<{
+    ownerUser: string;
+    ownerUid: number;
+    installRecord: string;
+    units: string[];
+    systemctl: boolean;
+  }>;
+  status(root: string | undefined): Promise<{
+    installed: boolean;
+    ownerUser?: string;
+    ownerUid?: number;
+    version?: string;
+    installedAt?: string;
+    units: string[];
+    active: Record<string, string>;
+  }>;
+  restart(root: string | undefined): Promise<void>;
+  uninstall(root: string | undefined, purge: boolean): Promise<string[]>;
+}
+
 /**
  * Builds the operations.
  *
@@ -37,7 +60,7 @@ export interface SystemLocalOptions {
  * await system.status(undefined);
  * ```
  */
-export function systemLocalOps(o: SystemLocalOptions) {
+export function systemLocalOps(o: SystemLocalOptions): SystemOps {
   const rootOf = (root: string | undefined) => root ?? o.defaultRoot;
   return {
     runHelper: (root: string | undefined) => runHelper({ root: rootOf(root), version: o.version }),
@@ -71,6 +94,7 @@ export function systemLocalOps(o: SystemLocalOptions) {
       };
     },
     restart: (root: string | undefined) => systemRestart(rootOf(root)),
-    uninstall: (root: string | undefined, purge: boolean) => systemUninstall(rootOf(root), { purge }),
+    uninstall: (root: string | undefined, purge: boolean) =>
+      systemUninstall(rootOf(root), { purge }),
   };
 }

@@ -46,7 +46,9 @@ const USER_NAME = /^[a-z_][a-z0-9_-]{0,30}\$?$/;
 export function quoteExecArg(arg: string): string {
   if (arg === "" || CONTROL.test(arg)) {
     throw new SystemUnitError(
-      `Cannot put ${JSON.stringify(arg)} on an ExecStart= line: it is empty or has a control character`,
+      `Cannot put ${
+        JSON.stringify(arg)
+      } on an ExecStart= line: it is empty or has a control character`,
       { code: "invalid_argument" },
     );
   }

@@ -165,8 +165,8 @@ export const HOST_SCENARIOS: Scenario[] = [
         `reconciled to ${shown.status}`,
       );
       await c.ok(["vm", "delete", name]);
-      const qemu = await c.env.exec(["sh", "-c", `pgrep -f '${c.env.home}/state/vms' | wc -l`]);
-      assertEquals(qemu.stdout.trim(), "0", "no VMM left");
+      const vmms = await c.env.exec(["sh", "-c", `pgrep -af '${c.env.home}/state/vm[s]' || true`]);
+      assertEquals(vmms.stdout.trim(), "", "no VMM left");
       const loops = await c.env.exec(["sh", "-c", `losetup -a | grep -c ${c.env.home} || true`]);
       assertEquals(loops.stdout.trim(), "0", "no loop device left");
     },

@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../fixtures/assert.ts";
-import { runBanger, tempBangerHome } from "../fixtures/banger_cli.ts";
+import { tempBangerHome } from "../fixtures/banger_cli.ts";
 
 function daemonPids(home: string): number[] {
   // Count daemons serving this BANGER_HOME by their command line.

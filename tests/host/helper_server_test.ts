@@ -54,7 +54,20 @@ async function running(): Promise<Running> {
 /** Runs the raw client as `uid` and returns the answer line. */
 async function callAs(uid: number, socket: string, request: unknown, denoDir: string) {
   const out = await new Deno.Command("setpriv", {
-    args: [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "env", `DENO_DIR=${denoDir}`, Deno.execPath(), "run", "-A", "-q", CALL, socket, JSON.stringify(request)],
+    args: [
+      `--reuid=${uid}`,
+      `--regid=${uid}`,
+      "--clear-groups",
+      "env",
+      `DENO_DIR=${denoDir}`,
+      Deno.execPath(),
+      "run",
+      "-A",
+      "-q",
+      CALL,
+      socket,
+      JSON.stringify(request),
+    ],
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -63,63 +76,110 @@ async function callAs(uid: number, socket: string, request: unknown, denoDir: st
 
 const needs = [root(), programs("setpriv", "ip")];
 
-gatedTest("HelperServer creates banger taps owned by the owner uid, over its socket (root, netns)", needs, async () => {
-  await using h = await running();
-  const bridge = `bg-h${crypto.randomUUID().slice(0, 6)}`;
-  const tap = `bg-tap${crypto.randomUUID().slice(0, 6)}`;
-  assertEquals((await h.client.ping()).owner_uid, OWNER.uid);
-  await h.client.ensureBridge({ name: bridge, address: "172.30.9.1/24" });
-  await h.client.createTap({ name: tap, bridge });
-  const owner = (await h.ns.exec(["cat", `/sys/class/net/${tap}/owner`])).trim();
-  assertEquals(owner, String(OWNER.uid));
-  assert((await h.client.listTaps()).some((t) => t.name === tap));
-  assertEquals(await h.client.deleteTap({ name: tap }), true);
-  const socket = await Deno.lstat(h.socket);
-  assertEquals([socket.uid, (socket.mode ?? 0) & 0o777], [OWNER.uid, 0o600]);
-});
+gatedTest(
+  "HelperServer creates banger taps owned by the owner uid, over its socket (root, netns)",
+  needs,
+  async () => {
+    await using h = await running();
+    const bridge = `bg-h${crypto.randomUUID().slice(0, 6)}`;
+    const tap = `bg-tap${crypto.randomUUID().slice(0, 6)}`;
+    assertEquals((await h.client.ping()).owner_uid, OWNER.uid);
+    await h.client.ensureBridge({ name: bridge, address: "172.30.9.1/24" });
+    await h.client.createTap({ name: tap, bridge });
+    const owner = (await h.ns.exec(["cat", `/sys/class/net/${tap}/owner`])).trim();
+    assertEquals(owner, String(OWNER.uid));
+    assert((await h.client.listTaps()).some((t) => t.name === tap));
+    assertEquals(await h.client.deleteTap({ name: tap }), true);
+    const socket = await Deno.lstat(h.socket);
+    assertEquals([socket.uid, (socket.mode ?? 0) & 0o777], [OWNER.uid, 0o600]);
+  },
+);
 
-gatedTest("HelperServer refuses tap and bridge requests for names that are not banger's (root, netns)", needs, async (t) => {
-  await using h = await running();
-  const refused: [string, () => Promise<unknown>, string][] = [
-    ["createTap eth0", () => h.client.createTap({ name: "eth0", bridge: "bg-br0" }), "invalid_argument"],
-    ["createTap onto docker0", () => h.client.createTap({ name: "bg-tap1", bridge: "docker0" }), "invalid_argument"],
-    ["ensureBridge docker0", () => h.client.ensureBridge({ name: "docker0", address: "172.17.0.1/16" }), "invalid_argument"],
-    ["ensureBridge with a bad address", () => h.client.ensureBridge({ name: "bg-br0", address: "1.2.3/99" }), "invalid_argument"],
-    ["deleteTap lo", () => h.client.deleteTap({ name: "lo" }), "invalid_argument"],
-    ["createTap for another uid", () => h.client.createTap({ name: "bg-tap1", bridge: "bg-br0", owner: 0 }), "permission_denied"],
-    ["addNat for a bad address", () => h.client.addNat({ vmId: "a", guestIp: "300.1.1.1", bridge: "bg-br0" }), "invalid_argument"],
-    ["detachLoop of a non-loop device", () => h.client.detachLoop({ path: "/dev/sda" }), "invalid_argument"],
-    ["readProcFile of another process's environ", () => h.client.readProcFile({ path: "/proc/1/environ" }), "permission_denied"],
-  ];
-  for (const [name, fn, code] of refused) {
-    await t.step(name, async () => {
-      const err = await assertRejects(fn, PrivilegedOpsError);
-      assertEquals(err.code, code, err.message);
+gatedTest(
+  "HelperServer refuses tap and bridge requests for names that are not banger's (root, netns)",
+  needs,
+  async (t) => {
+    await using h = await running();
+    const refused: [string, () => Promise<unknown>, string][] = [
+      [
+        "createTap eth0",
+        () => h.client.createTap({ name: "eth0", bridge: "bg-br0" }),
+        "invalid_argument",
+      ],
+      [
+        "createTap onto docker0",
+        () => h.client.createTap({ name: "bg-tap1", bridge: "docker0" }),
+        "invalid_argument",
+      ],
+      [
+        "ensureBridge docker0",
+        () => h.client.ensureBridge({ name: "docker0", address: "172.17.0.1/16" }),
+        "invalid_argument",
+      ],
+      [
+        "ensureBridge with a bad address",
+        () => h.client.ensureBridge({ name: "bg-br0", address: "1.2.3/99" }),
+        "invalid_argument",
+      ],
+      ["deleteTap lo", () => h.client.deleteTap({ name: "lo" }), "invalid_argument"],
+      [
+        "createTap for another uid",
+        () => h.client.createTap({ name: "bg-tap1", bridge: "bg-br0", owner: 0 }),
+        "permission_denied",
+      ],
+      [
+        "addNat for a bad address",
+        () => h.client.addNat({ vmId: "a", guestIp: "300.1.1.1", bridge: "bg-br0" }),
+        "invalid_argument",
+      ],
+      [
+        "detachLoop of a non-loop device",
+        () => h.client.detachLoop({ path: "/dev/sda" }),
+        "invalid_argument",
+      ],
+      [
+        "readProcFile of another process's environ",
+        () => h.client.readProcFile({ path: "/proc/1/environ" }),
+        "permission_denied",
+      ],
+    ];
+    for (const [name, fn, code] of refused) {
+      await t.step(name, async () => {
+        const err = await assertRejects(fn, PrivilegedOpsError);
+        assertEquals(err.code, code, err.message);
+      });
+    }
+    const links = await h.ns.exec(["ip", "-o", "link", "show"]);
+    assertEquals(links.trim().split("\n").length, 1, "only lo exists in the namespace");
+  },
+);
+
+gatedTest(
+  "HelperServer refuses a client uid that is neither root nor the owner (root, setpriv)",
+  needs,
+  async (t) => {
+    await using h = await running();
+    await using denoDir = await ownerDenoDir();
+    const ping = { op: "ping", op_id: "op-test0001" };
+    await t.step("the owner uid is served", async () => {
+      assertStringIncludes(await callAs(OWNER.uid, h.socket, ping, denoDir.path), '"ok":true');
     });
-  }
-  const links = await h.ns.exec(["ip", "-o", "link", "show"]);
-  assertEquals(links.trim().split("\n").length, 1, "only lo exists in the namespace");
-});
-
-gatedTest("HelperServer refuses a client uid that is neither root nor the owner (root, setpriv)", needs, async (t) => {
-  await using h = await running();
-  await using denoDir = await ownerDenoDir();
-  const ping = { op: "ping", op_id: "op-test0001" };
-  await t.step("the owner uid is served", async () => {
-    assertStringIncludes(await callAs(OWNER.uid, h.socket, ping, denoDir.path), '"ok":true');
-  });
-  await t.step("another uid cannot even connect to the 0600 socket", async () => {
-    assertStringIncludes(await callAs(1, h.socket, ping, denoDir.path), "CONNECT-ERROR PermissionDenied");
-  });
-  await t.step("another uid that gets past the file mode is refused by SO_PEERCRED", async () => {
-    await Deno.chmod(h.socket, 0o666);
-    const answer = JSON.parse(await callAs(1, h.socket, ping, denoDir.path));
-    assertEquals(answer.ok, false);
-    assertEquals(answer.error.code, "permission_denied");
-    assertStringIncludes(answer.error.message, "uid 1 is neither root nor the owner (uid 65534)");
-    assert(h.logs.some((l) => l.includes('"helper rpc refused"') && l.includes('"peer_uid":1')));
-  });
-});
+    await t.step("another uid cannot even connect to the 0600 socket", async () => {
+      assertStringIncludes(
+        await callAs(1, h.socket, ping, denoDir.path),
+        "CONNECT-ERROR PermissionDenied",
+      );
+    });
+    await t.step("another uid that gets past the file mode is refused by SO_PEERCRED", async () => {
+      await Deno.chmod(h.socket, 0o666);
+      const answer = JSON.parse(await callAs(1, h.socket, ping, denoDir.path));
+      assertEquals(answer.ok, false);
+      assertEquals(answer.error.code, "permission_denied");
+      assertStringIncludes(answer.error.message, "uid 1 is neither root nor the owner (uid 65534)");
+      assert(h.logs.some((l) => l.includes('"helper rpc refused"') && l.includes('"peer_uid":1')));
+    });
+  },
+);
 
 gatedTest("HelperServer answers malformed requests with a typed error (root)", needs, async (t) => {
   await using h = await running();
@@ -131,10 +191,30 @@ gatedTest("HelperServer answers malformed requests with a typed error (root)", n
   const cases: [string, string, string, string][] = [
     ["not JSON", "{nope", "invalid_argument", "Cannot parse the request"],
     ["no op id", JSON.stringify({ op: "ping" }), "invalid_argument", "op_id"],
-    ["an unknown field", JSON.stringify({ op: "ping", op_id: "a", x: 1 }), "invalid_argument", '"x"'],
-    ["an unknown op", JSON.stringify({ op: "rmRf", op_id: "a" }), "invalid_argument", "does not offer"],
-    ["an ext4 op (runs unprivileged in the daemon)", JSON.stringify({ op: "writeExt4", op_id: "a", args: {} }), "invalid_argument", "does not offer"],
-    ["a path outside banger's dirs", JSON.stringify({ op: "rootDiskStrategy", op_id: "a", args: { dir: "/etc" } }), "permission_denied", "outside banger's directories"],
+    [
+      "an unknown field",
+      JSON.stringify({ op: "ping", op_id: "a", x: 1 }),
+      "invalid_argument",
+      '"x"',
+    ],
+    [
+      "an unknown op",
+      JSON.stringify({ op: "rmRf", op_id: "a" }),
+      "invalid_argument",
+      "does not offer",
+    ],
+    [
+      "an ext4 op (runs unprivileged in the daemon)",
+      JSON.stringify({ op: "writeExt4", op_id: "a", args: {} }),
+      "invalid_argument",
+      "does not offer",
+    ],
+    [
+      "a path outside banger's dirs",
+      JSON.stringify({ op: "rootDiskStrategy", op_id: "a", args: { dir: "/etc" } }),
+      "permission_denied",
+      "outside banger's directories",
+    ],
   ];
   for (const [name, text, code, message] of cases) {
     await t.step(name, async () => {
@@ -145,7 +225,9 @@ gatedTest("HelperServer answers malformed requests with a typed error (root)", n
   }
   await t.step("a request over 4 MiB", async () => {
     const conn = await Deno.connect({ transport: "unix", path: h.socket });
-    const big = new TextEncoder().encode(`{"op":"ping","op_id":"a","args":"${"x".repeat(5 << 20)}"}\n`);
+    const big = new TextEncoder().encode(
+      `{"op":"ping","op_id":"a","args":"${"x".repeat(5 << 20)}"}\n`,
+    );
     for (let at = 0; at < big.length;) at += await conn.write(big.subarray(at));
     const answer = JSON.parse(await new Response(conn.readable).text());
     assertEquals([answer.ok, answer.error.code], [false, "too_large"]);
@@ -153,12 +235,16 @@ gatedTest("HelperServer answers malformed requests with a typed error (root)", n
   });
 });
 
-gatedTest("HelperServer logs one JSON line per call with the op id forwarded by HelperOps (root)", needs, async () => {
-  await using h = await running();
-  await opIdScope.run("op-1a2b3c4d", () => h.client.listTaps());
-  const line = h.logs.map((l) => JSON.parse(l)).find((l) => l.op === "listTaps");
-  assertEquals(
-    [line?.msg, line?.op_id, line?.peer_uid, line?.peer_pid],
-    ["helper rpc completed", "op-1a2b3c4d", 0, Deno.pid],
-  );
-});
+gatedTest(
+  "HelperServer logs one JSON line per call with the op id forwarded by HelperOps (root)",
+  needs,
+  async () => {
+    await using h = await running();
+    await opIdScope.run("op-1a2b3c4d", () => h.client.listTaps());
+    const line = h.logs.map((l) => JSON.parse(l)).find((l) => l.op === "listTaps");
+    assertEquals(
+      [line?.msg, line?.op_id, line?.peer_uid, line?.peer_pid],
+      ["helper rpc completed", "op-1a2b3c4d", 0, Deno.pid],
+    );
+  },
+);

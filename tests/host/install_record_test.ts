@@ -45,14 +45,22 @@ Deno.test("renderInstallRecord() refuses injected text", async (t) => {
   ];
   for (const [name, patch] of cases) {
     await t.step(name, () => {
-      assertThrows(() => renderInstallRecord({ ...RECORD, ...patch }), InstallRecordError, "Cannot write");
+      assertThrows(
+        () => renderInstallRecord({ ...RECORD, ...patch }),
+        InstallRecordError,
+        "Cannot write",
+      );
     });
   }
 });
 
 Deno.test("parseInstallRecord() rejects unknown keys and missing fields, naming the file", () => {
   const text = renderInstallRecord(RECORD);
-  assertThrows(() => parseInstallRecord(text + "extra = 1\n", "/x.toml"), InstallRecordError, '"/x.toml"');
+  assertThrows(
+    () => parseInstallRecord(text + "extra = 1\n", "/x.toml"),
+    InstallRecordError,
+    '"/x.toml"',
+  );
   assertThrows(
     () => parseInstallRecord(text.replace(/owner_uid = 1000\n/, ""), "/x.toml"),
     InstallRecordError,

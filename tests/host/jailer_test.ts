@@ -69,31 +69,35 @@ Deno.test("makeDev() matches glibc makedev for small and large numbers", () => {
   assertEquals(makeDev(4096, 1), 0x100000000001n);
 });
 
-gatedTest("prepareJailChroot() hard-links files at their own paths and hands the VM dir to the uid (root)", [root()], async () => {
-  const base = await Deno.makeTempDir({ prefix: "bgj-" });
-  try {
-    const vmDir = `${base}/state/vms/vm-1`;
-    await Deno.mkdir(vmDir, { recursive: true });
-    await Deno.writeTextFile(`${base}/state/vmlinux`, "kernel");
-    await Deno.writeTextFile(`${vmDir}/root.ext4`, "root");
-    const chrootDir = `${base}/jail/firecracker/vm-1/root`;
-    await prepareJailChroot({
-      chrootDir,
-      vmDir,
-      files: [`${base}/state/vmlinux`, `${vmDir}/root.ext4`],
-      uid: 65534,
-      gid: 65534,
-    });
-    for (const f of [`${base}/state/vmlinux`, `${vmDir}/root.ext4`]) {
-      const [a, b] = [await Deno.stat(f), await Deno.stat(`${chrootDir}${f}`)];
-      assertEquals(b.ino, a.ino, `${f} is the same inode inside the jail`);
+gatedTest(
+  "prepareJailChroot() hard-links files at their own paths and hands the VM dir to the uid (root)",
+  [root()],
+  async () => {
+    const base = await Deno.makeTempDir({ prefix: "bgj-" });
+    try {
+      const vmDir = `${base}/state/vms/vm-1`;
+      await Deno.mkdir(vmDir, { recursive: true });
+      await Deno.writeTextFile(`${base}/state/vmlinux`, "kernel");
+      await Deno.writeTextFile(`${vmDir}/root.ext4`, "root");
+      const chrootDir = `${base}/jail/firecracker/vm-1/root`;
+      await prepareJailChroot({
+        chrootDir,
+        vmDir,
+        files: [`${base}/state/vmlinux`, `${vmDir}/root.ext4`],
+        uid: 65534,
+        gid: 65534,
+      });
+      for (const f of [`${base}/state/vmlinux`, `${vmDir}/root.ext4`]) {
+        const [a, b] = [await Deno.stat(f), await Deno.stat(`${chrootDir}${f}`)];
+        assertEquals(b.ino, a.ino, `${f} is the same inode inside the jail`);
+      }
+      const inner = await Deno.stat(`${chrootDir}${vmDir}`);
+      assertEquals([inner.uid, inner.gid, (inner.mode ?? 0) & 0o777], [65534, 65534, 0o700]);
+      const parent = await Deno.stat(`${chrootDir}${base}/state`);
+      assertEquals(parent.uid, 0, "directories above the VM dir stay root's");
+      assert(((parent.mode ?? 0) & 0o022) === 0);
+    } finally {
+      await Deno.remove(base, { recursive: true });
     }
-    const inner = await Deno.stat(`${chrootDir}${vmDir}`);
-    assertEquals([inner.uid, inner.gid, (inner.mode ?? 0) & 0o777], [65534, 65534, 0o700]);
-    const parent = await Deno.stat(`${chrootDir}${base}/state`);
-    assertEquals(parent.uid, 0, "directories above the VM dir stay root's");
-    assert(((parent.mode ?? 0) & 0o022) === 0);
-  } finally {
-    await Deno.remove(base, { recursive: true });
-  }
-});
+  },
+);

@@ -27,7 +27,13 @@ Deno.test("systemLayout() prefixes every path with BANGER_ROOT", () => {
 });
 
 Deno.test("resolveLayout() selects the system layout with BANGER_MODE=system; BANGER_HOME still wins", () => {
-  assertEquals(resolveLayout({ BANGER_MODE: "system", BANGER_ROOT: "/tmp/r" }, 1000, false).runtimeDir, "/tmp/r/run/banger");
-  assertEquals(resolveLayout({ BANGER_MODE: "system", BANGER_HOME: "/tmp/h" }, 1000, false).stateDir, "/tmp/h/state");
+  assertEquals(
+    resolveLayout({ BANGER_MODE: "system", BANGER_ROOT: "/tmp/r" }, 1000, false).runtimeDir,
+    "/tmp/r/run/banger",
+  );
+  assertEquals(
+    resolveLayout({ BANGER_MODE: "system", BANGER_HOME: "/tmp/h" }, 1000, false).stateDir,
+    "/tmp/h/state",
+  );
   assertEquals(resolveLayout({ HOME: "/home/a" }, 1000, false).mode, undefined);
 });

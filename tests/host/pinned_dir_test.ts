@@ -47,7 +47,10 @@ Deno.test("Fd.openAt() with RESOLVE_NO_SYMLINKS refuses a symlink on any compone
   using ok = Fd.openAt(undefined, `${t.base}/real/file`, O_RDONLY, RESOLVE_NO_SYMLINKS);
   assertEquals(ok.stat().size, 4);
   for (const p of [`${t.base}/alias/file`, `${t.base}/real/link`]) {
-    const err = assertThrows(() => Fd.openAt(undefined, p, O_RDONLY, RESOLVE_NO_SYMLINKS), LibcError);
+    const err = assertThrows(
+      () => Fd.openAt(undefined, p, O_RDONLY, RESOLVE_NO_SYMLINKS),
+      LibcError,
+    );
     assertEquals(err.errno, Errno.ELOOP);
   }
 });

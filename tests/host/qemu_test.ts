@@ -47,7 +47,7 @@ Deno.test("renderQemuArgv() renders a microvm with root, work disk, tap, serial 
     ...["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"],
     ...["-chardev", "file,id=serial0,path=/vm/serial.log,append=on", "-serial", "chardev:serial0"],
     ...["-qmp", "unix:/vm/qemu.sock,server=on,wait=off"],
-    ...["-pidfile", "/vm/vmm.pid", "-daemonize"],
+    ...["-pidfile", "/vm/vmm.pid"],
     ...[
       "-kernel",
       "/k/vmlinux",

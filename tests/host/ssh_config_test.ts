@@ -1,5 +1,11 @@
 import { assertEquals, assertThrows } from "../fixtures/assert.ts";
-import { addInclude, hasInclude, removeInclude, renderSshConfig, SshConfigError } from "../../host/ssh_config.ts";
+import {
+  addInclude,
+  hasInclude,
+  removeInclude,
+  renderSshConfig,
+  SshConfigError,
+} from "../../host/ssh_config.ts";
 
 const opts = { keyPath: "/s/id", knownHosts: "/s/kh", controlDir: "/r" };
 
@@ -31,15 +37,24 @@ Deno.test("renderSshConfig() writes a block per VM and the shared *.vm settings"
 });
 
 Deno.test("renderSshConfig() refuses injected text in names, addresses and paths", () => {
-  assertThrows(() => renderSshConfig([{ name: "dev\nHost *", ip: "172.16.0.2" }], opts), SshConfigError);
-  assertThrows(() => renderSshConfig([{ name: "dev", ip: "1.2.3.4 ProxyCommand x" }], opts), SshConfigError);
+  assertThrows(
+    () => renderSshConfig([{ name: "dev\nHost *", ip: "172.16.0.2" }], opts),
+    SshConfigError,
+  );
+  assertThrows(
+    () => renderSshConfig([{ name: "dev", ip: "1.2.3.4 ProxyCommand x" }], opts),
+    SshConfigError,
+  );
   assertThrows(() => renderSshConfig([], { ...opts, keyPath: "/s/my key" }), SshConfigError);
 });
 
 Deno.test("addInclude() and removeInclude() round-trip, idempotent, touching nothing else", () => {
   const original = "Host example\n  User me\n";
   const installed = addInclude(original, "/c/ssh_config");
-  assertEquals(installed, "# >>> banger >>>\nInclude /c/ssh_config\n# <<< banger <<<\n\nHost example\n  User me\n");
+  assertEquals(
+    installed,
+    "# >>> banger >>>\nInclude /c/ssh_config\n# <<< banger <<<\n\nHost example\n  User me\n",
+  );
   assertEquals(addInclude(installed, "/c/ssh_config"), installed);
   assertEquals(hasInclude(installed), true);
   assertEquals(removeInclude(installed), original);

@@ -1,5 +1,12 @@
 import { assert, assertEquals } from "../fixtures/assert.ts";
-import { ensureKey, isHostKeyMismatch, removeHostLines, shellQuote, shellQuoteCommand, sshArgs } from "../../host/ssh.ts";
+import {
+  ensureKey,
+  isHostKeyMismatch,
+  removeHostLines,
+  shellQuote,
+  shellQuoteCommand,
+  sshArgs,
+} from "../../host/ssh.ts";
 import { gatedTest, programs } from "../fixtures/requires.ts";
 
 const target = {
@@ -26,7 +33,10 @@ Deno.test("sshArgs() pins host keys in banger's known_hosts under the VM alias a
 
 Deno.test("shellQuoteCommand() survives the remote shell word for word", async () => {
   const words = ["printf", "%s|", "a b", "it's", "$HOME", "`x`", "", "*", "new\nline"];
-  const out = await new Deno.Command("sh", { args: ["-c", shellQuoteCommand(words)], stdout: "piped" }).output();
+  const out = await new Deno.Command("sh", {
+    args: ["-c", shellQuoteCommand(words)],
+    stdout: "piped",
+  }).output();
   assertEquals(new TextDecoder().decode(out.stdout), "a b|it's|$HOME|`x`||*|new\nline|");
   assertEquals(shellQuote("plain-word_1.2/x"), "plain-word_1.2/x");
 });
@@ -52,7 +62,9 @@ Deno.test("isHostKeyMismatch() recognises ssh's changed-key errors", () => {
   assert(!isHostKeyMismatch("ssh: connect to host 172.16.0.2 port 22: Connection refused"));
 });
 
-gatedTest("ensureKey() creates an ed25519 key once and returns its public line", [programs("ssh-keygen")], async () => {
+gatedTest("ensureKey() creates an ed25519 key once and returns its public line", [
+  programs("ssh-keygen"),
+], async () => {
   const dir = await Deno.makeTempDir();
   try {
     const pub = await ensureKey(`${dir}/ssh/id_ed25519`);

@@ -82,9 +82,18 @@ Deno.test("quoteExecArg() escapes specifiers, variables, spaces and quotes", () 
 
 Deno.test("unit renderers refuse injected text", async (t) => {
   const cases: [string, () => unknown][] = [
-    ["a newline in the user name", () => renderOwnerUnit({ ...SPEC, ownerUser: "alice\nUser=root" })],
-    ["a user name that is not a login name", () => renderOwnerUnit({ ...SPEC, ownerUser: "Alice Smith" })],
-    ["a newline in an ExecStart word", () => renderHelperUnit({ ...SPEC, helperExec: ["/bin/x", "a\nExecStartPre=/bin/sh"] })],
+    [
+      "a newline in the user name",
+      () => renderOwnerUnit({ ...SPEC, ownerUser: "alice\nUser=root" }),
+    ],
+    [
+      "a user name that is not a login name",
+      () => renderOwnerUnit({ ...SPEC, ownerUser: "Alice Smith" }),
+    ],
+    [
+      "a newline in an ExecStart word",
+      () => renderHelperUnit({ ...SPEC, helperExec: ["/bin/x", "a\nExecStartPre=/bin/sh"] }),
+    ],
     ["a relative program", () => renderOwnerUnit({ ...SPEC, daemonExec: ["banger", "daemon"] })],
     ["an empty command line", () => renderHelperUnit({ ...SPEC, helperExec: [] })],
     ["a newline in the root", () => renderHelperUnit({ ...SPEC, root: "/tmp/x\nUser=root" })],
