@@ -85,3 +85,29 @@ Deno.test("no import cycles between source files", () => {
   for (const f of graph.keys()) visit(f);
   assertEquals(cycles, []);
 });
+
+Deno.test("every lazily imported module is listed in the compile tasks' --include", () => {
+  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks as Record<
+    string,
+    string
+  >;
+  const lazy = new Set<string>();
+  for (const file of ["main.ts", "commands/cli.ts"]) {
+    const text = Deno.readTextFileSync(`${ROOT}${file}`);
+    const dir = file.split("/").slice(0, -1).join("/");
+    const specs = [
+      ...[...text.matchAll(/new URL\("(\.[^"]+\.ts)", import\.meta\.url\)/g)].map((m) => m[1]),
+      ...[...text.matchAll(/group\("(\.[^"]+\.ts)"/g)].map((m) => m[1]),
+    ];
+    for (const s of specs) {
+      lazy.add(new URL(s, `file:///${dir ? dir + "/" : ""}`).pathname.slice(1));
+    }
+    lazy.delete("main.ts"); // the entry point itself
+  }
+  assertEquals(lazy.size > 5, true);
+  for (const task of ["compile", "compile:helper"]) {
+    const included = [...tasks[task].matchAll(/--include (\S+)/g)].map((m) => m[1]);
+    const missing = [...lazy].filter((m) => !included.includes(m));
+    assertEquals(missing, [], `deno task ${task} misses lazily loaded modules`);
+  }
+});
