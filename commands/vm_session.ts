@@ -129,7 +129,28 @@ export async function vmRun(
     inWorkspace?: boolean;
   },
 ): Promise<number> {
-  const vm = await createVm(env, o.create);
+  // With --rm, ^C must not leave the VM behind: the CLI stays alive to delete it (the
+  // foreground ssh gets the same SIGINT from the terminal and ends on its own). During
+  // the create, ^C cancels it: the daemon rolls the start back.
+  const creating = new AbortController();
+  const onInterrupt = () => {
+    env.err("\ninterrupted\n");
+    creating.abort(new CliError("Cancelled"));
+  };
+  if (o.rm) Deno.addSignalListener("SIGINT", onInterrupt);
+  try {
+    return await runInVm(env, o, creating.signal);
+  } finally {
+    if (o.rm) Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
+}
+
+async function runInVm(
+  env: CliEnv,
+  o: Parameters<typeof vmRun>[1],
+  createSignal: AbortSignal,
+): Promise<number> {
+  const vm = await createVm(env, o.create, createSignal);
   let code = 0;
   let ready = false;
   try {

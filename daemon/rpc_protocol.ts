@@ -88,8 +88,6 @@ export interface ProgressEvent {
   total?: number;
   /** Milliseconds since the operation began. */
   elapsed_ms: number;
-  /** Set on the last event of a stage, with how long it took. */
-  stage_ms?: number;
 }
 
 /** One line of a streamed response. */

@@ -66,6 +66,18 @@ export function newOpId(): string {
   return "op-" + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+type AnyHandler = (request: unknown, ctx: OpContext) => Promise<unknown>;
+
+/** One request being served. */
+interface RunningOp {
+  opId: string;
+  log: Logger;
+  controller: AbortController;
+  headers: Record<string, string>;
+  started: number;
+  finish: (outcome: string, error?: ErrorBody) => void;
+}
+
 /** A failure carrying the wire code it should be reported with. */
 class RequestError extends Error {
   constructor(readonly code: ErrorBody["code"], message: string) {
@@ -190,23 +202,24 @@ export class RpcServer<T extends MethodTable> {
         });
       }
     };
-    const handler = this.#options.handlers[name] as (r: unknown, c: OpContext) => Promise<unknown>;
+    const handler = this.#options.handlers[name] as AnyHandler;
     return def.stream
       ? this.#stream(handler, request, { opId, log, controller, headers, started, finish })
-      : await this.#unary(req, handler, request, { opId, log, controller, headers, finish });
+      : await this.#unary(req, handler, request, {
+        opId,
+        log,
+        controller,
+        headers,
+        started,
+        finish,
+      });
   }
 
   async #unary(
     req: Request,
-    handler: (r: unknown, c: OpContext) => Promise<unknown>,
+    handler: AnyHandler,
     request: unknown,
-    op: {
-      opId: string;
-      log: Logger;
-      controller: AbortController;
-      headers: Record<string, string>;
-      finish: (outcome: string, error?: ErrorBody) => void;
-    },
+    op: RunningOp,
   ): Promise<Response> {
     const onDisconnect = () =>
       op.controller.abort(new BangerError("The client disconnected", { code: "cancelled" }));
@@ -230,18 +243,7 @@ export class RpcServer<T extends MethodTable> {
     }
   }
 
-  #stream(
-    handler: (r: unknown, c: OpContext) => Promise<unknown>,
-    request: unknown,
-    op: {
-      opId: string;
-      log: Logger;
-      controller: AbortController;
-      headers: Record<string, string>;
-      started: number;
-      finish: (outcome: string, error?: ErrorBody) => void;
-    },
-  ): Response {
+  #stream(handler: AnyHandler, request: unknown, op: RunningOp): Response {
     const enc = new TextEncoder();
     let closed = false;
     const body = new ReadableStream<Uint8Array>({
@@ -249,26 +251,22 @@ export class RpcServer<T extends MethodTable> {
         const send = (event: StreamEvent) => {
           if (!closed) sink.enqueue(enc.encode(JSON.stringify(event) + "\n"));
         };
-        const stageStart = new Map<string, number>();
         let lastStage: string | undefined;
         const ctx: OpContext = {
           opId: op.opId,
           signal: op.controller.signal,
           log: op.log,
           progress: (stage, message, extra) => {
-            const now = performance.now();
-            if (!stageStart.has(stage)) stageStart.set(stage, now);
+            const elapsed = Math.round(performance.now() - op.started);
+            if (stage !== lastStage) op.log.debug("stage", { stage, elapsed_ms: elapsed });
+            lastStage = stage;
             const event: ProgressEvent = {
               event: "progress",
               stage,
               message,
-              elapsed_ms: Math.round(now - op.started),
+              elapsed_ms: elapsed,
               ...extra,
             };
-            if (lastStage !== undefined && lastStage !== stage) {
-              op.log.debug("stage done", { stage: lastStage });
-            }
-            lastStage = stage;
             send(event);
           },
         };

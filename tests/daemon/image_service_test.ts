@@ -367,3 +367,47 @@ gatedTest("ImageService.pull() of a hostile OCI layer publishes nothing (root, r
     await Deno.remove(layout, { recursive: true });
   }
 });
+
+gatedTest(
+  "KernelService.pull() of one name twice at once downloads once and publishes one manifest (root)",
+  needs,
+  async () => {
+    await using w = await world();
+    const gate = w.gate("/k-bundle.tar.gz");
+    const first = w.kernels.pull("k-bundle", ctx());
+    await gate.arrived;
+    const second = w.kernels.pull("k-bundle", ctx());
+    gate.release();
+    const [a, b] = await Promise.all([first, second]);
+    assertEquals([a.already, b.already], [false, true]);
+    assertEquals(w.server.count("/k-bundle.tar.gz", "GET"), 1);
+    const manifest = JSON.parse(
+      await Deno.readTextFile(`${kernelsDir(w.layout)}/k-bundle/manifest.json`),
+    );
+    assertEquals(manifest.name, "k-bundle");
+    assertEquals(stagingLeft(kernelsDir(w.layout)), []);
+  },
+);
+
+gatedTest(
+  "KernelService.remove() waits for a pull of the same name instead of racing it (root)",
+  needs,
+  async () => {
+    await using w = await world();
+    const gate = w.gate("/k-bundle.tar.gz");
+    const pull = w.kernels.pull("k-bundle", ctx());
+    await gate.arrived;
+    let removed = false;
+    const remove = w.kernels.remove("k-bundle", ctx()).then(() => removed = true);
+    await new Promise((r) => setTimeout(r, 0));
+    assert(!removed, "rm waits while the pull holds the kernel's lock");
+    gate.release();
+    await pull;
+    await remove;
+    assertEquals(w.kernels.list(), [], "rm ran after the pull published, and removed it");
+    await Deno.stat(`${kernelsDir(w.layout)}/k-bundle`).then(
+      () => assert(false, "files kept"),
+      () => {},
+    );
+  },
+);

@@ -180,3 +180,58 @@ gatedTest(
     assertEquals(row?.status, "running");
   },
 );
+
+gatedTest(
+  "a teardown step that fails does not stop the others; the handle is kept for a retry (root, netns)",
+  needs,
+  async () => {
+    await using h = await vmHarness();
+    const vms = h.services.vms;
+    const ops = h.services.vmDeps.ops;
+    const vm = await vms.create({ name: "stuck" }, h.ctx());
+    const release = ops.releaseRootDisk.bind(ops);
+    ops.releaseRootDisk = () => Promise.reject(new Error("device is busy (EBUSY)"));
+    try {
+      const [out] = await vms.stop(["stuck"], h.ctx());
+      assert(
+        out.error instanceof Error && out.error.message.includes("root disk: device is busy"),
+        String(out.error),
+      );
+    } finally {
+      ops.releaseRootDisk = release;
+    }
+    const after = vms.find("stuck");
+    assertEquals(after.status, "error");
+    assertEquals(
+      [after.runtime.pid, after.runtime.tap],
+      [undefined, undefined],
+      "VMM and tap were still released",
+    );
+    assert(after.runtime.rootDisk, "the root disk handle is kept so a later teardown retries it");
+    const left = await leftovers(h);
+    assertEquals(left.vmms, [], "the VMM is gone");
+    assert(vm.runtime.pid !== undefined);
+    const [deleted] = await vms.delete(["stuck"], h.ctx());
+    assert(!deleted.error, String(deleted.error));
+  },
+);
+
+gatedTest(
+  "HandleStore.update() changes nothing when handles.json cannot be written (disk before memory) (root, netns)",
+  needs,
+  async () => {
+    await using h = await vmHarness();
+    const vm = await h.services.vms.create({ name: "order", no_start: true }, h.ctx());
+    const handles = h.services.vmDeps.handles;
+    await Deno.remove(vm.runtime.vmDir, { recursive: true });
+    await Deno.writeTextFile(vm.runtime.vmDir, "not a directory");
+    try {
+      await assertRejects(() => handles.update(vm, { tap: "bg-tap77" }));
+      assertEquals((await handles.read(vm)).tap, undefined, "memory did not move ahead of disk");
+      assertEquals(getVm(h.services.store, vm.id)?.runtime.tap, undefined, "nor did the row");
+    } finally {
+      await Deno.remove(vm.runtime.vmDir);
+      await Deno.mkdir(vm.runtime.vmDir, { recursive: true });
+    }
+  },
+);
