@@ -6,7 +6,7 @@
  * @module
  */
 
-import { bangerTaskFlags } from "../tests/fixtures/banger_cli.ts";
+import { taskFlags } from "../tests/fixtures/banger_cli.ts";
 import { heading, median, ms, percentile, row, timeRuns } from "./_stats.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -36,7 +36,7 @@ export async function main(): Promise<void> {
   );
   const empty = `${home}/empty.ts`;
   await Deno.writeTextFile(empty, "");
-  const banger = ["run", ...bangerTaskFlags(), `${ROOT}main.ts`];
+  const banger = ["run", ...taskFlags(), `${ROOT}main.ts`];
   try {
     await runQuiet([...banger, "daemon", "start"], env);
     const baseline = await timeRuns(RUNS, () => runQuiet(["run", "-q", empty], env));

@@ -1,18 +1,20 @@
 /**
  * `banger doctor`: PASS/WARN/FAIL rows, each with a one-line fix. Runs in the CLI process
  * (it must work when the daemon cannot start) and never writes: the store is opened
- * read-only and missing directories are reported, not created.
+ * read-only and missing directories are reported, not created. `/dev`, `/proc` and `/sys`
+ * are probed through `PrivilegedOps` (`probeHost`, `rootDiskStrategy`): in-process for a
+ * development setup, through the root helper for a system install, so the CLI needs no
+ * `--allow-ffi` there.
  *
  * @module
  */
 
 import { errorMessage } from "../host/errors.ts";
 import { run, runText, whichProgram } from "../host/exec.ts";
-import { probeKvm } from "../host/kvm.ts";
-import { rootDiskStrategy } from "../host/rootdisk.ts";
-import { checkPrivateDir, daemonSocket, type Layout, storePath } from "../host/layout.ts";
-import { pathExists } from "../host/libc.ts";
-import { selectPrivilegedOps } from "../host/select_privileged_ops.ts";
+import { classifyKvm, type KvmStatus } from "../host/kvm.ts";
+import { checkPrivateDir, daemonSocket, type Layout, storePath, vmsDir } from "../host/layout.ts";
+import type { HostFacts, PrivilegedOps } from "../host/privileged_ops.ts";
+import { type PrivilegesChoice, selectPrivilegedOps } from "../host/select_privileged_ops.ts";
 import { inspectSchema } from "../store/db.ts";
 import type { DoctorCheck, DoctorReport } from "./api/daemon.ts";
 import { type Config, loadConfig } from "./config.ts";
@@ -67,16 +69,12 @@ export async function runDoctor(layout: Layout, options: { home: string }): Prom
     checks.push(fail("config", errorMessage(err), `edit ${layout.configFile}`));
   }
   checks.push(checkArch());
-  const kvm = probeKvm();
-  checks.push(
-    kvm.usable ? pass("kvm", "/dev/kvm can run standard guests") : warn(
-      "kvm",
-      kvm.reason ?? "not usable",
-      kvm.present && !kvm.accessible
-        ? "add yourself to the kvm group (sudo adduser $USER kvm) and log in again"
-        : "guests run under QEMU software emulation (slow); use a host with hardware KVM",
-    ),
-  );
+  const choice = await selectPrivilegedOps(layout);
+  const host = await choice.ops.probeHost({}).catch((err) => errorMessage(err));
+  const kvm = typeof host === "string"
+    ? { present: false, accessible: false, usable: false, reason: `cannot probe: ${host}` }
+    : classifyKvm(host.kvm);
+  checks.push(kvmCheck(kvm));
   const fcPath = config ? await whichProgram(config.firecrackerBin) : undefined;
   if (config) {
     checks.push(await checkFirecracker(config, fcPath));
@@ -86,19 +84,30 @@ export async function runDoctor(layout: Layout, options: { home: string }): Prom
       checks.push(await checkProgram(config.qemuBin, "qemu-system-x86", "booting guests", true));
     }
   }
-  checks.push(...checkDevices());
-  checks.push(await checkRootDisk(layout));
+  checks.push(...checkDevices(host));
+  checks.push(await checkRootDisk(layout, choice.ops, host));
   if (config) checks.push(await checkDnsPort(config, layout));
   checks.push(await checkMkfs());
   for (const t of TOOLS) checks.push(await checkProgram(t.program, t.pkg, t.why, t.required));
   checks.push(checkStore(layout));
   checks.push(...await checkDirs(layout));
-  checks.push(await checkPrivileges(layout));
+  checks.push(await checkPrivileges(layout, choice));
   return { checks };
 }
 
+function kvmCheck(kvm: KvmStatus): DoctorCheck {
+  if (kvm.usable) return pass("kvm", "/dev/kvm can run standard guests");
+  return warn(
+    "kvm",
+    kvm.reason ?? "not usable",
+    kvm.present && !kvm.accessible
+      ? "add yourself to the kvm group (sudo adduser $USER kvm) and log in again"
+      : "guests run under QEMU software emulation (slow); use a host with hardware KVM",
+  );
+}
+
 /** The "privileges" row: which `PrivilegedOps` the daemon uses, and whether it answers. */
-async function checkPrivileges(layout: Layout): Promise<DoctorCheck> {
+async function checkPrivileges(layout: Layout, choice: PrivilegesChoice): Promise<DoctorCheck> {
   if (layout.mode !== "system") {
     return Deno.uid() === 0
       ? pass("privileges", "running as root: host operations run in-process (no system install)")
@@ -108,7 +117,6 @@ async function checkPrivileges(layout: Layout): Promise<DoctorCheck> {
         "run banger as root, or install the helper: sudo banger system install --owner $USER",
       );
   }
-  const choice = await selectPrivilegedOps(layout);
   try {
     return pass("privileges", `${choice.detail} (${await choice.probe()})`);
   } catch (err) {
@@ -176,25 +184,33 @@ async function checkFirecracker(config: Config, path: string | undefined): Promi
   return pass("firecracker", `${path} v${version}${jailer ? ` (jailer ${jailer})` : ""}`);
 }
 
-async function checkRootDisk(layout: Layout): Promise<DoctorCheck> {
-  let dir = layout.stateDir;
-  while (dir !== "/" && !(await Deno.stat(dir).then(() => true, () => false))) {
-    dir = dir.slice(0, dir.lastIndexOf("/")) || "/";
+async function checkRootDisk(
+  layout: Layout,
+  ops: PrivilegedOps,
+  host: HostFacts | string,
+): Promise<DoctorCheck> {
+  const fix = "load device-mapper (sudo modprobe dm_snapshot) for instant copy-on-write root disks";
+  const dir = vmsDir(layout);
+  if (!(await Deno.stat(dir).then((i) => i.isDirectory, () => false))) {
+    // Nothing to probe reflinks in yet (the probe never creates banger's directories).
+    if (typeof host === "string") return warn("root disks", `cannot probe: ${host}`, fix);
+    return host.devices.mapperControl
+      ? pass("root disks", "dm snapshots over loop devices (/dev/mapper/control exists)")
+      : warn(
+        "root disks",
+        `copies: no /dev/mapper/control (reflinks probed once ${dir} exists)`,
+        fix,
+      );
   }
   try {
-    const { strategy, reason } = await rootDiskStrategy(dir);
+    const { strategy, reason } = await ops.rootDiskStrategy({ dir });
     if (strategy === "dm-snapshot") {
       return pass("root disks", `dm snapshots over loop devices (${reason})`);
     }
-    return warn(
-      "root disks",
-      `${
-        strategy === "reflink"
-          ? "reflink copies"
-          : "sparse copies (the slowest: a full copy per VM)"
-      }: ${reason}`,
-      "load device-mapper (sudo modprobe dm_snapshot) for instant copy-on-write root disks",
-    );
+    const what = strategy === "reflink"
+      ? "reflink copies"
+      : "sparse copies (the slowest: a full copy per VM)";
+    return warn("root disks", `${what}: ${reason}`, fix);
   } catch (err) {
     return warn(
       "root disks",
@@ -228,26 +244,25 @@ async function checkDnsPort(config: Config, layout: Layout): Promise<DoctorCheck
   }
 }
 
-function checkDevices(): DoctorCheck[] {
-  const out: DoctorCheck[] = [];
-  out.push(
-    pathExists("/dev/net/tun")
+function checkDevices(host: HostFacts | string): DoctorCheck[] {
+  if (typeof host === "string") {
+    const fix = "see the privileges row below";
+    return ["tun", "loop", "vhost-vsock"].map((n) => warn(n, `cannot probe: ${host}`, fix));
+  }
+  const d = host.devices;
+  return [
+    d.netTun
       ? pass("tun", "/dev/net/tun")
       : fail("tun", "/dev/net/tun missing", "load the tun module: sudo modprobe tun"),
-  );
-  out.push(
-    pathExists("/dev/loop-control")
+    d.loopControl
       ? pass("loop", "/dev/loop-control")
       : warn("loop", "/dev/loop-control missing (needed with device-mapper)", "sudo modprobe loop"),
-  );
-  out.push(
-    pathExists("/dev/vhost-vsock") ? pass("vhost-vsock", "/dev/vhost-vsock") : warn(
+    d.vhostVsock ? pass("vhost-vsock", "/dev/vhost-vsock") : warn(
       "vhost-vsock",
       "/dev/vhost-vsock missing: under QEMU the guest agent is reached over SSH instead of vsock",
       "sudo modprobe vhost_vsock",
     ),
-  );
-  return out;
+  ];
 }
 
 async function checkProgram(

@@ -11,7 +11,7 @@
  */
 
 import { writeFileAtomic } from "../host/atomic_file.ts";
-import { Firecracker } from "../host/firecracker.ts";
+import type { Firecracker } from "../host/firecracker.ts";
 import { renderKernelCmdline } from "../host/kernel_cmdline.ts";
 import { vmFiles } from "../host/layout.ts";
 import type { PrivilegedOps } from "../host/privileged_ops.ts";
@@ -32,7 +32,7 @@ export class JailedFirecrackerDriver implements VmmDriver {
   /** `binary` is only used for the plain driver's steps (the helper picks the jailed one). */
   constructor(ops: PrivilegedOps, binary: string) {
     this.#ops = ops;
-    this.#plain = new FirecrackerDriver(binary);
+    this.#plain = new FirecrackerDriver(binary, ops);
   }
 
   async launch(spec: VmmLaunch): Promise<number> {
@@ -54,7 +54,7 @@ export class JailedFirecrackerDriver implements VmmDriver {
       }
       await relink(jail.serialLog, `${spec.vmDir}/${vmFiles.serialLog}`);
       await writeFileAtomic(`${spec.vmDir}/${vmFiles.pidFile}`, `${jail.pid}\n`);
-      const vmm = await waitForApi(spec.vmDir, spec.signal);
+      const vmm = await waitForApi(this.#plain, spec.vmDir, spec.signal);
       await vmm.configure({
         vmDir: spec.vmDir,
         kernelPath: spec.kernel,
@@ -103,7 +103,7 @@ export class JailedFirecrackerDriver implements VmmDriver {
   /** The plain cleanup, then the helper removes the chroot once the process is gone. */
   async cleanup(vmDir: string): Promise<void> {
     await this.#plain.cleanup(vmDir);
-    if (await Firecracker.adopt(vmDir)) return;
+    if (await this.#plain.find(vmDir)) return;
     for (const name of [vmFiles.vmmLog, vmFiles.metrics, vmFiles.serialLog]) {
       const info = await Deno.lstat(`${vmDir}/${name}`).catch(() => undefined);
       if (info?.isSymlink) await Deno.remove(`${vmDir}/${name}`).catch(() => {});
@@ -119,11 +119,15 @@ async function relink(target: string, link: string): Promise<void> {
   await Deno.symlink(target, link);
 }
 
-async function waitForApi(vmDir: string, signal?: AbortSignal): Promise<Firecracker> {
+async function waitForApi(
+  plain: FirecrackerDriver,
+  vmDir: string,
+  signal?: AbortSignal,
+): Promise<Firecracker> {
   const deadline = Date.now() + API_WAIT_MS;
   for (;;) {
     signal?.throwIfAborted();
-    const vmm = await Firecracker.adopt(vmDir);
+    const vmm = await plain.find(vmDir);
     if (vmm) {
       const up = await vmm.client.getVersion(AbortSignal.timeout(1000)).then(
         () => true,

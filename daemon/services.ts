@@ -9,7 +9,7 @@ import { BlobCache } from "../catalog/blob_cache.ts";
 import { type Catalogs, loadCatalogs } from "../catalog/catalog_index.ts";
 import { whichProgram } from "../host/exec.ts";
 import { selectPrivilegedOps } from "../host/select_privileged_ops.ts";
-import { probeKvm } from "../host/kvm.ts";
+import { classifyKvm } from "../host/kvm.ts";
 import {
   defaultSshKey,
   imagesDir,
@@ -91,16 +91,22 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
   const net = new HostNetwork(ops, config, logger);
   const keyPath = config.sshKeyPath || defaultSshKey(layout);
   const guest = new GuestAccess(keyPath, knownHostsPath(layout), layout.runtimeDir);
+  // The daemon cannot see /dev, /proc or /sys itself: the host is probed through `ops`.
+  const host = await ops.probeHost({});
   const decision = chooseVmm(config.vmm, {
-    kvm: probeKvm(),
+    kvm: classifyKvm(host.kvm),
     firecrackerPath: await whichProgram(config.firecrackerBin),
   });
   const drivers = {
     // With a system install and a jailer, Firecracker is launched by the root helper.
     firecracker: config.jailerBin && privileges.mode === "helper"
       ? new JailedFirecrackerDriver(ops, config.firecrackerBin)
-      : new FirecrackerDriver(config.firecrackerBin),
-    qemu: new QemuDriver(config.qemuBin, decision.accel),
+      : new FirecrackerDriver(config.firecrackerBin, ops),
+    qemu: new QemuDriver(config.qemuBin, decision.accel, {
+      procs: ops,
+      hasVsock: host.devices.vhostVsock,
+      tscKhz: host.cpuKhz,
+    }),
   };
   const vmDeps: VmDeps = {
     layout,

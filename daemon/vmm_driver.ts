@@ -6,6 +6,9 @@
  * @module
  */
 
+import { BangerError } from "../host/errors.ts";
+import { parseProcStat, type ProcReader, SIGNAL_NAMES, signalName } from "../host/process.ts";
+
 /** Everything a VMM needs to boot one guest. Paths are absolute. */
 export interface VmmLaunch {
   vmId: string;
@@ -68,16 +71,16 @@ export interface VmmDriver {
   stats(pid: number, vmDir: string): Promise<VmmStats>;
 }
 
-/** Reads CPU seconds and RSS of a process from /proc (FFI reads: Deno's fs refuses /proc). */
-export async function processStats(
-  pid: number,
-  readProc: (path: string) => Promise<string>,
-): Promise<VmmStats> {
+/**
+ * CPU seconds and RSS of a process, from `/proc/<pid>/stat` and `status` read through
+ * `procs` (`PrivilegedOps.readProcFile`: the daemon cannot read `/proc` itself). Empty
+ * when the process is gone or `/proc` cannot be read.
+ */
+export async function processStats(pid: number, procs: ProcReader): Promise<VmmStats> {
   try {
-    const stat = await readProc(`/proc/${pid}/stat`);
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    const status = await readProc(`/proc/${pid}/status`);
+    const stat = parseProcStat(await procs.readProcFile({ path: `/proc/${pid}/stat` }));
+    const ticks = (stat?.utimeTicks ?? NaN) + (stat?.stimeTicks ?? NaN);
+    const status = await procs.readProcFile({ path: `/proc/${pid}/status` });
     const rssKib = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
     return {
       cpuSeconds: Number.isFinite(ticks) ? ticks / 100 : undefined,
@@ -86,4 +89,18 @@ export async function processStats(
   } catch {
     return {};
   }
+}
+
+/**
+ * The canonical name of a signal given to `VmmDriver.kill`.
+ *
+ * @throws {BangerError} `invalid_argument` for an unknown name.
+ */
+export function vmmSignal(signal: string): Deno.Signal {
+  const name = signalName(signal);
+  if (name) return name;
+  throw new BangerError(
+    `Cannot send signal "${signal}" to a VMM: use one of ${SIGNAL_NAMES.join(", ")}`,
+    { code: "invalid_argument" },
+  );
 }

@@ -8,20 +8,34 @@
 import { renderKernelCmdline } from "../host/kernel_cmdline.ts";
 import { Firecracker } from "../host/firecracker.ts";
 import { vmFiles } from "../host/layout.ts";
-import { readProcFile } from "../host/procfs.ts";
-import { processStats, type VmmDriver, type VmmLaunch, type VmmStats } from "./vmm_driver.ts";
+import type { VmmProcessOps } from "../host/privileged_ops.ts";
+import {
+  processStats,
+  type VmmDriver,
+  type VmmLaunch,
+  vmmSignal,
+  type VmmStats,
+} from "./vmm_driver.ts";
 
 /** Bounds of the stop sequence. */
 const STOP = { ctrlAltDelWaitMs: 10_000, killWaitMs: 5_000 };
 
-/** Boots guests with Firecracker (or an API-compatible binary, such as the test fake). */
+/**
+ * Boots guests with Firecracker (or an API-compatible binary, such as the test fake).
+ * VMMs it launched are watched through their child status; others (after a daemon
+ * restart) are found from their pidfile and watched and signalled through `procs`.
+ */
 export class FirecrackerDriver implements VmmDriver {
   readonly kind = "firecracker";
   readonly hasVsock = true;
   readonly #binary: string;
+  readonly #procs: VmmProcessOps;
+  /** The VMMs this driver launched, by VM directory, until they are found gone. */
+  readonly #launched = new Map<string, Firecracker>();
 
-  constructor(binary: string) {
+  constructor(binary: string, procs: VmmProcessOps) {
     this.#binary = binary;
+    this.#procs = procs;
   }
 
   async launch(spec: VmmLaunch): Promise<number> {
@@ -30,7 +44,9 @@ export class FirecrackerDriver implements VmmDriver {
       vmDir: spec.vmDir,
       id: spec.vmId,
       signal: spec.signal,
+      procs: this.#procs,
     });
+    this.#launched.set(spec.vmDir, vmm);
     try {
       await vmm.configure({
         vmDir: spec.vmDir,
@@ -49,17 +65,26 @@ export class FirecrackerDriver implements VmmDriver {
       await vmm.kill("SIGKILL").catch(() => false);
       await vmm.waitForExit(5000).catch(() => false);
       await vmm.cleanup().catch(() => {});
+      this.#launched.delete(spec.vmDir);
       throw err;
     }
     return vmm.pid;
   }
 
+  /** The running VMM of `vmDir`: the one launched here, else one adopted from its pidfile. */
+  async find(vmDir: string): Promise<Firecracker | undefined> {
+    const own = this.#launched.get(vmDir);
+    if (own && await own.isRunning()) return own;
+    this.#launched.delete(vmDir);
+    return await Firecracker.adopt(vmDir, { procs: this.#procs });
+  }
+
   async findPid(vmDir: string): Promise<number | undefined> {
-    return (await Firecracker.adopt(vmDir))?.pid;
+    return (await this.find(vmDir))?.pid;
   }
 
   async alive(_pid: number, vmDir: string): Promise<boolean> {
-    return (await Firecracker.adopt(vmDir)) !== undefined;
+    return (await this.find(vmDir)) !== undefined;
   }
 
   async stop(
@@ -67,23 +92,24 @@ export class FirecrackerDriver implements VmmDriver {
     vmDir: string,
     o: { exitWaitMs: number; signal?: AbortSignal },
   ): Promise<string> {
-    const vmm = await Firecracker.adopt(vmDir);
+    const vmm = await this.find(vmDir);
     if (!vmm) return "already-exited";
     return (await vmm.stop({ ...STOP, exitWaitMs: o.exitWaitMs, signal: o.signal })).endedBy;
   }
 
   async kill(_pid: number, vmDir: string, signal: string): Promise<boolean> {
-    const vmm = await Firecracker.adopt(vmDir);
-    return vmm ? await vmm.kill(signal as Deno.Signal) : false;
+    const sig = vmmSignal(signal);
+    const vmm = await this.find(vmDir);
+    return vmm ? await vmm.kill(sig) : false;
   }
 
   async waitExit(_pid: number, vmDir: string, timeoutMs: number): Promise<boolean> {
-    const vmm = await Firecracker.adopt(vmDir);
+    const vmm = await this.find(vmDir);
     return vmm ? await vmm.waitForExit(timeoutMs) : true;
   }
 
   async cleanup(vmDir: string): Promise<void> {
-    const vmm = await Firecracker.adopt(vmDir);
+    const vmm = await this.find(vmDir);
     if (vmm) return;
     for (const f of [vmFiles.apiSocket, vmFiles.vsockSocket, vmFiles.pidFile]) {
       await Deno.remove(`${vmDir}/${f}`).catch(() => {});
@@ -91,8 +117,8 @@ export class FirecrackerDriver implements VmmDriver {
   }
 
   async stats(pid: number, vmDir: string): Promise<VmmStats> {
-    const vmm = await Firecracker.adopt(vmDir);
-    const base = await processStats(pid, (p) => Promise.resolve(readProcFile(p)));
+    const vmm = await this.find(vmDir);
+    const base = await processStats(pid, this.#procs);
     if (!vmm) return base;
     await vmm.client.putAction("FlushMetrics").catch(() => {});
     return { ...base, metrics: await vmm.readMetrics().catch(() => undefined) };

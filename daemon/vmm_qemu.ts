@@ -3,21 +3,40 @@
  * when it can run standard guests and software emulation otherwise. `-no-reboot` makes a
  * guest `reboot` end QEMU, mirroring Firecracker with `reboot=k`.
  *
+ * A QEMU launched by this daemon is its child: watched through the child status and
+ * signalled through the child handle. One found after a daemon restart is recognised by
+ * its command line (it names this VM's monitor socket) and watched and signalled through
+ * `PrivilegedOps` (`readProcFile`, `signalVmm`): the daemon has no `--allow-ffi`.
+ *
  * @module
  */
 
 import { renderKernelCmdline } from "../host/kernel_cmdline.ts";
 import { BangerError } from "../host/errors.ts";
-import { cpuKhz } from "../host/kvm.ts";
 import { vmFiles } from "../host/layout.ts";
-import { pathExists } from "../host/libc.ts";
-import { processExists, signalProcess } from "../host/process.ts";
-import { readProcFile, readProcFileIfExists } from "../host/procfs.ts";
+import type { VmmProcessOps } from "../host/privileged_ops.ts";
+import { processArgv } from "../host/process.ts";
 import { launchQemu, QemuProcess } from "../host/qemu.ts";
 import { guestMac } from "../host/ipv4.ts";
-import { processStats, type VmmDriver, type VmmLaunch, type VmmStats } from "./vmm_driver.ts";
+import {
+  processStats,
+  type VmmDriver,
+  type VmmLaunch,
+  vmmSignal,
+  type VmmStats,
+} from "./vmm_driver.ts";
 
 const POLL_MS = 50;
+
+/** What the QEMU driver needs from the host, probed once at daemon start. */
+export interface QemuHost {
+  /** Watches and signals QEMUs this daemon did not launch. */
+  procs: VmmProcessOps;
+  /** `/dev/vhost-vsock` exists: guests get a vsock device. */
+  hasVsock: boolean;
+  /** The CPU clock for `tsc_early_khz` (`PrivilegedOps.probeHost`). */
+  tscKhz?: number;
+}
 
 /** Boots guests with `qemu-system-x86_64 -M microvm`. */
 export class QemuDriver implements VmmDriver {
@@ -25,11 +44,15 @@ export class QemuDriver implements VmmDriver {
   readonly hasVsock: boolean;
   readonly #binary: string;
   readonly #accel: "kvm" | "tcg";
+  readonly #host: QemuHost;
+  /** The QEMUs this driver launched, by VM directory. */
+  readonly #launched = new Map<string, QemuProcess>();
 
-  constructor(binary: string, accel: "kvm" | "tcg") {
+  constructor(binary: string, accel: "kvm" | "tcg", host: QemuHost) {
     this.#binary = binary;
     this.#accel = accel;
-    this.hasVsock = pathExists("/dev/vhost-vsock");
+    this.#host = host;
+    this.hasVsock = host.hasVsock;
   }
 
   async launch(spec: VmmLaunch): Promise<number> {
@@ -39,17 +62,21 @@ export class QemuDriver implements VmmDriver {
         hint: "use a kernel from `banger kernel pull` (it ships the virtio initrd)",
       });
     }
-    const khz = cpuKhz();
     const file = (name: string) => `${spec.vmDir}/${name}`;
     await Deno.writeFile(file(vmFiles.serialLog), new Uint8Array(), { mode: 0o600 });
     await Deno.remove(file(vmFiles.qemuMonitor)).catch(() => {});
+    const cmdline = renderKernelCmdline({
+      vmm: "qemu-microvm",
+      tscKhz: this.#host.tscKhz,
+      init: spec.init,
+    });
     const proc = await launchQemu({
       accel: this.#accel,
       vcpus: spec.vcpu,
       memoryMib: spec.memoryMib,
       kernelPath: spec.kernel,
       initrdPath: spec.initrd,
-      cmdline: renderKernelCmdline({ vmm: "qemu-microvm", tscKhz: khz, init: spec.init }),
+      cmdline,
       rootDiskPath: spec.rootDisk,
       workDiskPath: spec.workDisk,
       tap: { name: spec.tap, mac: guestMac(spec.guestIp) },
@@ -58,6 +85,7 @@ export class QemuDriver implements VmmDriver {
       monitorSocketPath: file(vmFiles.qemuMonitor),
       pidFilePath: file(vmFiles.pidFile),
     }, { binary: this.#binary, signal: spec.signal });
+    this.#launched.set(spec.vmDir, proc);
     return proc.pid;
   }
 
@@ -65,11 +93,11 @@ export class QemuDriver implements VmmDriver {
     const pid = Number(
       (await Deno.readTextFile(`${vmDir}/${vmFiles.pidFile}`).catch(() => "")).trim(),
     );
-    return Number.isInteger(pid) && pid > 1 && isOurs(pid, vmDir) ? pid : undefined;
+    return Number.isInteger(pid) && pid > 1 && await this.#isOurs(pid, vmDir) ? pid : undefined;
   }
 
   alive(pid: number, vmDir: string): Promise<boolean> {
-    return Promise.resolve(isOurs(pid, vmDir));
+    return this.#isOurs(pid, vmDir);
   }
 
   async stop(
@@ -77,15 +105,16 @@ export class QemuDriver implements VmmDriver {
     vmDir: string,
     o: { exitWaitMs: number; signal?: AbortSignal },
   ): Promise<string> {
-    if (!isOurs(pid, vmDir)) return "already-exited";
+    if (!(await this.#isOurs(pid, vmDir))) return "already-exited";
     if (await this.waitExit(pid, vmDir, o.exitWaitMs, o.signal)) return "exit";
-    await new QemuProcess(pid, `${vmDir}/${vmFiles.qemuMonitor}`).stop({ signal: o.signal });
+    await this.#process(pid, vmDir).stop({ signal: o.signal });
     return "quit";
   }
 
-  kill(pid: number, vmDir: string, signal: string): Promise<boolean> {
-    if (!isOurs(pid, vmDir)) return Promise.resolve(false);
-    return Promise.resolve(signalProcess(pid, signal));
+  async kill(pid: number, vmDir: string, signal: string): Promise<boolean> {
+    const sig = vmmSignal(signal);
+    if (!(await this.#isOurs(pid, vmDir))) return false;
+    return await this.#process(pid, vmDir).kill(sig);
   }
 
   async waitExit(
@@ -94,8 +123,12 @@ export class QemuDriver implements VmmDriver {
     timeoutMs: number,
     signal?: AbortSignal,
   ): Promise<boolean> {
+    const own = this.#own(pid, vmDir);
+    if (own) {
+      return await own.waitForExit({ timeoutMs, signal }).then(() => true, () => false);
+    }
     const deadline = Date.now() + timeoutMs;
-    while (isOurs(pid, vmDir)) {
+    while (await this.#isOurs(pid, vmDir)) {
       if (Date.now() >= deadline || signal?.aborted) return false;
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
@@ -103,19 +136,34 @@ export class QemuDriver implements VmmDriver {
   }
 
   async cleanup(vmDir: string): Promise<void> {
+    const own = this.#launched.get(vmDir);
+    if (own && !(await own.isRunning())) this.#launched.delete(vmDir);
     for (const f of [vmFiles.qemuMonitor, vmFiles.pidFile]) {
       await Deno.remove(`${vmDir}/${f}`).catch(() => {});
     }
   }
 
   stats(pid: number): Promise<VmmStats> {
-    return processStats(pid, (p) => Promise.resolve(readProcFile(p)));
+    return processStats(pid, this.#host.procs);
   }
-}
 
-/** Whether `pid` is alive and its command line names this VM's monitor socket. */
-function isOurs(pid: number, vmDir: string): boolean {
-  if (!processExists(pid)) return false;
-  const cmdline = readProcFileIfExists(`/proc/${pid}/cmdline`) ?? "";
-  return cmdline.includes(`${vmDir}/${vmFiles.qemuMonitor}`);
+  /** The QEMU launched here for `vmDir` with this pid, if any. */
+  #own(pid: number, vmDir: string): QemuProcess | undefined {
+    const own = this.#launched.get(vmDir);
+    return own?.pid === pid ? own : undefined;
+  }
+
+  #process(pid: number, vmDir: string): QemuProcess {
+    return this.#own(pid, vmDir) ??
+      new QemuProcess(pid, `${vmDir}/${vmFiles.qemuMonitor}`, { procs: this.#host.procs, vmDir });
+  }
+
+  /** Whether `pid` is this VM's running QEMU (its command line names our monitor socket). */
+  async #isOurs(pid: number, vmDir: string): Promise<boolean> {
+    const own = this.#own(pid, vmDir);
+    if (own) return await own.isRunning();
+    const argv = await processArgv(this.#host.procs, pid);
+    const monitor = `${vmDir}/${vmFiles.qemuMonitor}`;
+    return (argv ?? []).some((a) => a.includes(monitor));
+  }
 }

@@ -13,34 +13,43 @@
  *   because Firecracker opens them without truncating or appending.
  * - `vmm.pid`: the VMM's pid, written atomically right after the spawn.
  *
- * Liveness is "the pid's `/proc/<pid>/cmdline` names our API socket", read through
- * `host/procfs.ts` (FFI, no `--allow-all`), so a recycled pid is never mistaken for ours.
+ * Liveness of a VMM this process launched is its child status (an unreaped child's pid
+ * cannot be recycled), and it is signalled through its `ChildProcess`. A VMM adopted from
+ * its pidfile (after a daemon restart) is alive while `/proc/<pid>/cmdline` names our API
+ * socket, read through `PrivilegedOps.readProcFile`, so a recycled pid is never mistaken
+ * for ours, and it is signalled through `PrivilegedOps.signalVmm`: the owner daemon has no
+ * `--allow-ffi` and no unscoped `--allow-run`.
  *
  * @module
  */
 
 import { writeFileAtomic } from "./atomic_file.ts";
 import { FirecrackerClient, FirecrackerError } from "./firecracker_api.ts";
-import {
-  type FirecrackerApiCall,
-  type FirecrackerVmSpec,
-  renderFirecrackerConfig,
-} from "./firecracker_config.ts";
+import { type FirecrackerVmSpec, renderFirecrackerConfig } from "./firecracker_config.ts";
 import { type FirecrackerMetrics, parseFirecrackerMetrics } from "./firecracker_metrics.ts";
 import {
-  answers,
-  describeStatus,
-  logTail,
+  applyCall,
+  namesApiSocket,
   raceTimeout,
   removeFiles,
   sleep,
+  spawnFirecracker,
+  waitForApi,
 } from "./_firecracker_wait.ts";
 import { vmFiles } from "./layout.ts";
-import { signalProcess } from "./process.ts";
-import { readProcFileIfExists } from "./procfs.ts";
+import type { VmmProcessOps } from "./privileged_ops.ts";
+import { processArgv } from "./process.ts";
 
-/** Options for {@linkcode Firecracker.launch}. */
-export interface FirecrackerLaunchOptions {
+/** Options of {@linkcode Firecracker.adopt}. */
+export interface FirecrackerAdoptOptions {
+  /** Reads `/proc` and signals a VMM this process did not launch (`PrivilegedOps`). */
+  procs: VmmProcessOps;
+  /** Timeout of each API request. @default {5000} */
+  requestTimeoutMs?: number;
+}
+
+/** Options for {@linkcode Firecracker.launch} (`procs` finds a VMM already running). */
+export interface FirecrackerLaunchOptions extends FirecrackerAdoptOptions {
   /** The firecracker binary: a name looked up on PATH, or a path. */
   binary: string;
   /** Absolute per-VM directory (created 0700 if missing). */
@@ -53,8 +62,6 @@ export interface FirecrackerLaunchOptions {
   env?: Record<string, string>;
   /** How long to wait for the API socket to answer. @default {5000} */
   apiTimeoutMs?: number;
-  /** Timeout of each API request. @default {5000} */
-  requestTimeoutMs?: number;
   /** Aborts the wait for the API socket (the half-started process is killed). */
   signal?: AbortSignal;
 }
@@ -87,11 +94,7 @@ export interface FirecrackerStopResult {
 }
 
 const INSTANCE_ID = /^[A-Za-z0-9-]{1,64}$/;
-const POLL_MS = 10;
 const ADOPTED_POLL_MS = 50;
-// Runs firecracker with umask 077 (sockets and logs it creates are private) and its
-// stdout+stderr appended to the serial log; `exec` keeps the pid.
-const LAUNCH_SCRIPT = 'umask 077; log=$1; shift; exec "$@" >>"$log" 2>&1';
 
 /**
  * One Firecracker VMM process, launched here or adopted from its pidfile.
@@ -101,7 +104,7 @@ const LAUNCH_SCRIPT = 'umask 077; log=$1; shift; exec "$@" >>"$log" 2>&1';
  *
  * @example
  * ```ts
- * const vmm = await Firecracker.launch({ binary: "firecracker", vmDir, id: "dev" });
+ * const vmm = await Firecracker.launch({ binary: "firecracker", vmDir, id: "dev", procs: ops });
  * await vmm.configure(spec);
  * await vmm.start();
  * // later, after `sync; reboot` over SSH:
@@ -117,21 +120,24 @@ export class Firecracker {
   readonly apiSocket: string;
   /** API client bound to {@linkcode Firecracker.apiSocket}. */
   readonly client: FirecrackerClient;
+  /** Set exactly when this process launched the VMM (then `#procs` is unused). */
   readonly #child?: Deno.ChildProcess;
+  readonly #procs: VmmProcessOps;
   #exit?: Deno.CommandStatus;
 
   private constructor(
     pid: number,
     vmDir: string,
     requestTimeoutMs: number,
-    child?: Deno.ChildProcess,
+    watch: { procs: VmmProcessOps; child?: Deno.ChildProcess },
   ) {
     this.pid = pid;
     this.vmDir = vmDir;
     this.apiSocket = `${vmDir}/${vmFiles.apiSocket}`;
     this.client = new FirecrackerClient(this.apiSocket, { timeoutMs: requestTimeoutMs });
-    this.#child = child;
-    child?.status.then((s) => this.#exit = s, () => {});
+    this.#procs = watch.procs;
+    this.#child = watch.child;
+    this.#child?.status.then((s) => this.#exit = s, () => {});
   }
 
   /**
@@ -149,7 +155,7 @@ export class Firecracker {
       );
     }
     await Deno.mkdir(options.vmDir, { recursive: true, mode: 0o700 });
-    const running = await Firecracker.adopt(options.vmDir);
+    const running = await Firecracker.adopt(options.vmDir, { procs: options.procs });
     if (running) {
       throw new FirecrackerError(
         `Cannot launch Firecracker for VM "${options.id}": pid ${running.pid} already serves "${running.apiSocket}"`,
@@ -162,30 +168,28 @@ export class Firecracker {
         .map(file),
     );
     await Deno.writeFile(file(vmFiles.serialLog), new Uint8Array(), { mode: 0o600 });
-    const child = new Deno.Command("sh", {
-      args: [
-        "-c",
-        LAUNCH_SCRIPT,
-        "banger-firecracker",
-        file(vmFiles.serialLog),
-        options.binary,
-        "--api-sock",
-        file(vmFiles.apiSocket),
-        "--id",
-        options.id,
-        ...(options.extraArgs ?? []),
-      ],
+    const child = spawnFirecracker({
+      binary: options.binary,
+      apiSocket: file(vmFiles.apiSocket),
+      serialLog: file(vmFiles.serialLog),
+      args: ["--id", options.id, ...(options.extraArgs ?? [])],
       env: options.env,
-      detached: true,
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
+    });
     child.unref();
-    const vmm = new Firecracker(child.pid, options.vmDir, options.requestTimeoutMs ?? 5000, child);
+    const vmm = new Firecracker(child.pid, options.vmDir, options.requestTimeoutMs ?? 5000, {
+      procs: options.procs,
+      child,
+    });
     try {
       await writeFileAtomic(file(vmFiles.pidFile), `${child.pid}\n`);
-      await vmm.#waitForApi(options.id, options.apiTimeoutMs ?? 5000, options.signal);
+      await waitForApi({
+        id: options.id,
+        apiSocket: vmm.apiSocket,
+        serialLog: file(vmFiles.serialLog),
+        timeoutMs: options.apiTimeoutMs ?? 5000,
+        exit: () => vmm.#exit,
+        signal: options.signal,
+      });
     } catch (err) {
       await vmm.#killQuietly();
       throw err;
@@ -197,10 +201,11 @@ export class Firecracker {
    * Finds the VMM still running for `vmDir` from its pidfile, e.g. after a daemon restart.
    *
    * @returns `undefined` when there is no pidfile or its pid no longer serves our socket.
+   * @throws {BangerError} when liveness cannot be read (the root helper does not answer).
    */
   static async adopt(
     vmDir: string,
-    options: { requestTimeoutMs?: number } = {},
+    options: FirecrackerAdoptOptions,
   ): Promise<Firecracker | undefined> {
     let text: string;
     try {
@@ -211,7 +216,7 @@ export class Firecracker {
     }
     const pid = Number(text.trim());
     if (!Number.isInteger(pid) || pid <= 1) return undefined;
-    const vmm = new Firecracker(pid, vmDir, options.requestTimeoutMs ?? 5000);
+    const vmm = new Firecracker(pid, vmDir, options.requestTimeoutMs ?? 5000, options);
     return (await vmm.isRunning()) ? vmm : undefined;
   }
 
@@ -220,20 +225,15 @@ export class Firecracker {
     return this.#exit;
   }
 
-  /** Whether the pid is alive and still our VMM (its command line names our API socket). */
-  isRunning(): Promise<boolean> {
-    if (this.#exit) return Promise.resolve(false);
-    let cmdline: string | undefined;
-    try {
-      cmdline = readProcFileIfExists(`/proc/${this.pid}/cmdline`);
-    } catch {
-      cmdline = undefined;
-    }
-    const argv = (cmdline ?? "").split("\0");
-    const i = argv.indexOf("--api-sock");
-    const ours = (i >= 0 && argv[i + 1] === this.apiSocket) ||
-      argv.includes(`--api-sock=${this.apiSocket}`);
-    return Promise.resolve(ours);
+  /**
+   * Whether the VMM still runs: the child status for one launched here, else whether the
+   * pid's command line still names our API socket.
+   *
+   * @throws {BangerError} when `/proc` cannot be read (never "not running" by mistake).
+   */
+  async isRunning(): Promise<boolean> {
+    if (this.#child) return this.#exit === undefined;
+    return namesApiSocket((await processArgv(this.#procs, this.pid)) ?? [], this.apiSocket);
   }
 
   /**
@@ -249,7 +249,7 @@ export class Firecracker {
       );
     }
     for (const call of renderFirecrackerConfig(spec).calls) {
-      if (call.resource !== "action") await this.#apply(call, signal);
+      if (call.resource !== "action") await applyCall(this.client, call, signal);
     }
   }
 
@@ -324,8 +324,16 @@ export class Firecracker {
    */
   async kill(signal: Deno.Signal = "SIGKILL"): Promise<boolean> {
     if (!(await this.isRunning())) return false;
+    if (this.#child) {
+      try {
+        this.#child.kill(signal);
+        return true;
+      } catch {
+        return false; // it exited since the check
+      }
+    }
     try {
-      return signalProcess(this.pid, signal);
+      return await this.#procs.signalVmm({ pid: this.pid, signal, vmDir: this.vmDir });
     } catch (err) {
       throw new FirecrackerError(`Cannot send ${signal} to Firecracker (pid ${this.pid})`, {
         cause: err,
@@ -361,55 +369,9 @@ export class Firecracker {
     }
   }
 
-  #apply(call: FirecrackerApiCall, signal?: AbortSignal): Promise<void> {
-    const c = this.client;
-    switch (call.resource) {
-      case "logger":
-        return c.putLogger(call.body, signal);
-      case "metrics":
-        return c.putMetrics(call.body, signal);
-      case "boot-source":
-        return c.putBootSource(call.body, signal);
-      case "drive":
-        return c.putDrive(call.body, signal);
-      case "network-interface":
-        return c.putNetworkInterface(call.body, signal);
-      case "machine-config":
-        return c.putMachineConfig(call.body, signal);
-      case "vsock":
-        return c.putVsock(call.body, signal);
-      case "action":
-        return c.putAction(call.body.action_type, signal);
-    }
-  }
-
-  async #waitForApi(id: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      signal?.throwIfAborted();
-      if (this.#exit) {
-        const tail = await logTail(`${this.vmDir}/${vmFiles.serialLog}`);
-        throw new FirecrackerError(
-          `Cannot start Firecracker for VM "${id}": it exited with ${
-            describeStatus(this.#exit)
-          } before its API socket answered${tail ? `: ${tail}` : ""}`,
-          { code: "failed_precondition", hint: `see ${this.vmDir}/${vmFiles.serialLog}` },
-        );
-      }
-      if (await answers(this.apiSocket)) return;
-      if (Date.now() >= deadline) {
-        throw new FirecrackerError(
-          `Cannot start Firecracker for VM "${id}": its API socket "${this.apiSocket}" did not answer within ${timeoutMs} ms`,
-          { code: "timeout", hint: `see ${this.vmDir}/${vmFiles.serialLog}` },
-        );
-      }
-      await sleep(POLL_MS, signal);
-    }
-  }
-
   async #killQuietly(): Promise<void> {
     try {
-      if (!this.#exit) signalProcess(this.pid, "SIGKILL");
+      if (!this.#exit) this.#child?.kill("SIGKILL");
     } catch {
       // already gone
     }

@@ -20,6 +20,7 @@ import type { AttachedLoop } from "./loop.ts";
 import type { NatEntry } from "./nat.ts";
 import { opIdScope } from "./op_id_scope.ts";
 import {
+  type HostFacts,
   type JailedLaunch,
   type OpArgs,
   type PrivilegedOps,
@@ -144,6 +145,12 @@ export class HelperOps implements PrivilegedOps {
   }
   readProcFile(a: OpArgs<"readProcFile">): Promise<string> {
     return this.call("readProcFile", a) as Promise<string>;
+  }
+  signalVmm(a: OpArgs<"signalVmm">): Promise<boolean> {
+    return this.call("signalVmm", a) as Promise<boolean>;
+  }
+  probeHost(a?: OpArgs<"probeHost">): Promise<HostFacts> {
+    return this.call("probeHost", a) as Promise<HostFacts>;
   }
   launchJailedFirecracker(a: OpArgs<"launchJailedFirecracker">): Promise<JailedLaunch> {
     return this.call("launchJailedFirecracker", a) as Promise<JailedLaunch>;

@@ -42,6 +42,8 @@ export const HELPER_OPS = [
   "listLoops",
   "detachLoop",
   "readProcFile",
+  "signalVmm",
+  "probeHost",
   "launchJailedFirecracker",
   "cleanupJailedFirecracker",
 ] as const satisfies readonly PrivilegedOpName[];

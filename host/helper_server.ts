@@ -6,7 +6,8 @@
  * connection carries one request (`host/helper_protocol.ts`), whose arguments are parsed
  * with `parseOpArgs` before the `PrivilegedOps` implementation (which checks every path
  * and name again) runs it. One JSON log line per call names the op, the op id forwarded
- * by the owner daemon, the peer and the outcome.
+ * by the owner daemon, the peer and the outcome (routine `/proc` reads excepted: the
+ * owner daemon polls them to watch VMMs).
  *
  * @module
  */
@@ -158,7 +159,9 @@ export class HelperServer {
     }
     const ms = Math.round(performance.now() - started);
     const fields = { op, op_id: opId, peer_uid: uid, peer_pid: pid, ms };
-    if (response.ok) this.#line("info", "helper rpc completed", fields);
+    if (isRoutineQuery(op, response)) {
+      // liveness polls: logging each would flood the journal
+    } else if (response.ok) this.#line("info", "helper rpc completed", fields);
     else {
       const level = response.error.code === "internal" ? "error" : "warn";
       this.#line(level, "helper rpc failed", {
@@ -204,6 +207,16 @@ export class HelperServer {
     if (this.#o.log) this.#o.log(line);
     else Deno.stdout.writeSync(new TextEncoder().encode(line));
   }
+}
+
+/**
+ * Answers that are not logged: successful reads (`readProcFile`, `probeHost`) and a
+ * `readProcFile` of a process that is gone. The owner daemon polls these while it waits
+ * for a VMM it did not launch to exit; every action, refusal and failure is logged.
+ */
+function isRoutineQuery(op: string, response: HelperResponse): boolean {
+  if (op !== "readProcFile" && op !== "probeHost") return false;
+  return response.ok || (op === "readProcFile" && response.error.code === "not_found");
 }
 
 function decodeRequest(bytes: Uint8Array): string {

@@ -6,6 +6,9 @@
  * @module
  */
 
+import { probeHostFacts, vmmUser } from "./_host_probe.ts";
+import { processExists } from "./_signal.ts";
+import { signalVmmProcess } from "./_vmm_signal.ts";
 import { ensureBridge } from "./bridge.ts";
 import {
   applyExt4Ownership,
@@ -30,6 +33,7 @@ import {
   releaseOwnedRootDisk,
 } from "./owned_root_disk.ts";
 import {
+  type HostFacts,
   type JailedLaunch,
   type OpArgs,
   parseOpArgs,
@@ -37,7 +41,6 @@ import {
   type PrivilegedOps,
   PrivilegedOpsError,
 } from "./privileged_ops.ts";
-import { processExists } from "./process.ts";
 import { readProcFile, readProcFileIfExists } from "./procfs.ts";
 import {
   createRootDisk,
@@ -279,6 +282,23 @@ export class InProcessOps implements PrivilegedOps {
         );
       }
       return readProcFile(path);
+    });
+  }
+
+  signalVmm(raw: OpArgs<"signalVmm">): Promise<boolean> {
+    return settle(() =>
+      signalVmmProcess(this.#args("signalVmm", raw), {
+        paths: this.#paths,
+        ownerUid: this.#options.owner?.uid,
+      })
+    );
+  }
+
+  probeHost(raw?: OpArgs<"probeHost">): Promise<HostFacts> {
+    return settle(() => {
+      this.#args("probeHost", raw);
+      const owner = this.#options.owner;
+      return probeHostFacts(owner ? vmmUser(owner.uid, owner.gid) : undefined);
     });
   }
 

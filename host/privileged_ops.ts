@@ -18,9 +18,11 @@ import { isBridgeName } from "./bridge.ts";
 import { BangerError } from "./errors.ts";
 import type { Ext4Check, Ext4Op, OwnershipEntry } from "./ext4.ts";
 import { parseIpv4 } from "./ipv4.ts";
+import type { KvmFacts } from "./kvm.ts";
 import type { AttachedLoop } from "./loop.ts";
 import { parseLoopPath } from "./loop.ts";
 import type { NatEntry } from "./nat.ts";
+import { SIGNAL_NAMES, signalName } from "./process.ts";
 import type { RootDiskHandle, RootDiskStrategy, StrategyReport } from "./rootdisk.ts";
 import * as s from "./schema.ts";
 import type { TapInfo } from "./tap.ts";
@@ -178,6 +180,16 @@ export const PRIVILEGED_OP_ARGS = {
   checkExt4: s.object({ image: path }),
   growExt4: s.object({ image: path, sizeBytes: size }),
   readProcFile: s.object({ path }),
+  signalVmm: s.object({
+    pid: s.number({ int: true, min: 2, max: 4_194_304 }),
+    signal: s.refine(
+      s.string(),
+      `one of ${SIGNAL_NAMES.map((n) => JSON.stringify(n)).join(", ")} (or without "SIG")`,
+      (v) => signalName(v) !== undefined ? v : undefined,
+    ),
+    vmDir: path,
+  }),
+  probeHost: s.object({}),
   launchJailedFirecracker: s.object({
     vmId: s.string({ pattern: JAIL_ID, expected: "a jailer id (1–64 of A-Z a-z 0-9 -)" }),
     vmDir: path,
@@ -272,6 +284,16 @@ export interface PrivilegedOps {
    */
   readProcFile(args: OpArgs<"readProcFile">): Promise<string>;
   /**
+   * Sends `signal` to a VMM: only to a process whose command line names a file directly
+   * inside `vmDir` (itself inside banger's directories) and, for the root helper, that runs
+   * as the owner; any other process is refused with `permission_denied`.
+   *
+   * @returns `false` when no such process runs (gone, or a zombie).
+   */
+  signalVmm(args: OpArgs<"signalVmm">): Promise<boolean>;
+  /** What the owner daemon cannot see itself: `/dev` nodes, KVM, CPU flags and clock. */
+  probeHost(args?: OpArgs<"probeHost">): Promise<HostFacts>;
+  /**
    * Starts Firecracker under the configured jailer as the owner uid: links `files` (and
    * makes nodes for `devices`) at the same absolute paths inside a fresh chroot, then runs
    * the jailer detached. The API socket appears at `apiSocket` (inside the chroot).
@@ -292,6 +314,35 @@ export interface JailedLaunch {
   /** Host path of the console log (Firecracker's stdout and stderr). */
   serialLog: string;
 }
+
+/** Which device nodes exist, for the VMM choice and `banger doctor`. */
+export interface HostDevices {
+  /** `/dev/vhost-vsock`: QEMU guests get a vsock device. */
+  vhostVsock: boolean;
+  /** `/dev/net/tun`: taps can be opened. */
+  netTun: boolean;
+  /** `/dev/loop-control`: loop devices (for dm snapshots). */
+  loopControl: boolean;
+  /** `/dev/mapper/control`: device-mapper. */
+  mapperControl: boolean;
+}
+
+/** What {@linkcode PrivilegedOps.probeHost} found. */
+export interface HostFacts {
+  /** `/dev/kvm`, decided by `classifyKvm` (`host/kvm.ts`); accessible for the VMM user. */
+  kvm: KvmFacts;
+  /** Device nodes. */
+  devices: HostDevices;
+  /** The CPU clock in kHz (QEMU's `tsc_early_khz`); absent when `/proc/cpuinfo` has none. */
+  cpuKhz?: number;
+}
+
+/**
+ * The slice of {@linkcode PrivilegedOps} that watches and signals VMM processes: what
+ * `host/firecracker.ts`, `host/qemu.ts` and the VMM drivers need for a VMM they did not
+ * start themselves.
+ */
+export type VmmProcessOps = Pick<PrivilegedOps, "readProcFile" | "signalVmm">;
 
 /** Re-exported for implementations. */
 export type { Ext4Op, OwnershipEntry, RootDiskStrategy };

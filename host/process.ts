@@ -1,11 +1,13 @@
 /**
- * Signalling processes through kill(2). `Deno.kill` needs unscoped `--allow-run`; this
- * needs only `--allow-ffi`, which the host layer has anyway.
+ * Processes as the owner daemon sees them: signal names, and `/proc/<pid>/…` read through
+ * an injected reader (`PrivilegedOps.readProcFile`), because Deno's file APIs refuse
+ * `/proc` and the owner daemon runs without `--allow-ffi`. Nothing here calls libc: the
+ * in-process adapter's kill(2) is in `_signal.ts`, its `/proc` reads in `procfs.ts`.
  *
  * @module
  */
 
-import { Errno, failure, lastErrno, libc } from "./libc.ts";
+import { BangerError } from "./errors.ts";
 
 // <asm-generic/signal.h> (x86_64)
 const SIGNALS: Record<string, number> = {
@@ -20,41 +22,106 @@ const SIGNALS: Record<string, number> = {
   SIGSTOP: 19,
 };
 
-/** The signal names {@linkcode signalProcess} accepts (with or without the SIG prefix). */
+/** The signal names banger sends (with or without the SIG prefix). */
 export const SIGNAL_NAMES: readonly string[] = Object.keys(SIGNALS);
 
-/** The number of a signal name such as `KILL` or `SIGTERM`; `undefined` when unknown. */
+/** The number of a signal name such as `KILL` or `SIGTERM`; `undefined` when unknown. Pure. */
 export function signalNumber(name: string): number | undefined {
-  const upper = name.toUpperCase();
-  return SIGNALS[upper.startsWith("SIG") ? upper : `SIG${upper}`];
+  return SIGNALS[signalName(name) ?? ""];
 }
 
 /**
- * Sends `signal` to `pid`.
+ * The canonical name (`SIGTERM`) of `KILL`, `sigterm`, `SIGTERM`…; `undefined` when it is
+ * not one of {@linkcode SIGNAL_NAMES}. Pure.
  *
- * @returns `false` when the process does not exist (ESRCH).
- * @throws {RangeError} for an unknown signal name.
- * @throws {LibcError} for other failures (EPERM).
  * @example
  * ```ts
- * signalProcess(vmmPid, "SIGKILL");
+ * signalName("kill"); // "SIGKILL"
  * ```
  */
-export function signalProcess(pid: number, signal: string): boolean {
-  const n = signalNumber(signal);
-  if (n === undefined) {
-    throw new RangeError(`Cannot send signal "${signal}": use one of ${SIGNAL_NAMES.join(", ")}`);
-  }
-  if (!Number.isInteger(pid) || pid <= 1) throw new RangeError(`Cannot signal pid ${pid}`);
-  if (libc().kill(pid, n) === 0) return true;
-  const errno = lastErrno();
-  if (errno === Errno.ESRCH) return false;
-  throw failure(`send ${signal} to`, `pid ${pid}`, errno);
+export function signalName(name: string): Deno.Signal | undefined {
+  const upper = name.toUpperCase();
+  const full = upper.startsWith("SIG") ? upper : `SIG${upper}`;
+  return full in SIGNALS ? full as Deno.Signal : undefined;
 }
 
-/** Whether a process with this pid exists (kill(pid, 0); EPERM still means it exists). */
-export function processExists(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 1) return false;
-  if (libc().kill(pid, 0) === 0) return true;
-  return lastErrno() !== Errno.ESRCH;
+/** Reads `/proc` files: `PrivilegedOps.readProcFile` or anything shaped like it. */
+export interface ProcReader {
+  /** Reads one `/proc` file; rejects with code `not_found` when it does not exist. */
+  readProcFile(args: { path: string }): Promise<string>;
+}
+
+/** The fields of `/proc/<pid>/stat` banger uses. */
+export interface ProcStat {
+  /** One letter: `R`, `S`, `D`, `T`, `Z` (zombie), `X` (dead)… */
+  state: string;
+  /** User-mode CPU time in clock ticks (`utime`). */
+  utimeTicks: number;
+  /** Kernel-mode CPU time in clock ticks (`stime`). */
+  stimeTicks: number;
+}
+
+/**
+ * Parses `/proc/<pid>/stat` (the command name may hold spaces and parentheses: fields
+ * are counted from the last `)`). Pure.
+ *
+ * @returns `undefined` when the text is not a stat line.
+ * @example
+ * ```ts
+ * parseProcStat("42 (qemu) S 1 42 42 0 -1 0 0 0 0 0 7 3 0 0").state; // "S"
+ * ```
+ */
+export function parseProcStat(text: string): ProcStat | undefined {
+  const close = text.lastIndexOf(")");
+  if (close < 0) return undefined;
+  const fields = text.slice(close + 2).trim().split(" ");
+  const state = fields[0] ?? "";
+  if (!/^[A-Za-z]$/.test(state)) return undefined;
+  return { state, utimeTicks: Number(fields[11]), stimeTicks: Number(fields[12]) };
+}
+
+/**
+ * Reads `/proc/<pid>/<file>` through `procs`.
+ *
+ * @returns `undefined` when the process does not exist (any `not_found` answer).
+ * @throws {BangerError} for every other failure (a helper that does not answer, a refused
+ *   path): callers must not mistake "cannot tell" for "gone".
+ * @example
+ * ```ts
+ * const cmdline = await readProcOf(ops, pid, "cmdline");
+ * ```
+ */
+export async function readProcOf(
+  procs: ProcReader,
+  pid: number,
+  file: "stat" | "status" | "cmdline",
+): Promise<string | undefined> {
+  try {
+    return await procs.readProcFile({ path: `/proc/${pid}/${file}` });
+  } catch (err) {
+    if (err instanceof BangerError && err.code === "not_found") return undefined;
+    throw err;
+  }
+}
+
+/**
+ * The argv of `pid` (empty for a zombie, `undefined` when there is no such process).
+ *
+ * @throws {BangerError} as {@linkcode readProcOf}.
+ */
+export async function processArgv(procs: ProcReader, pid: number): Promise<string[] | undefined> {
+  const cmdline = await readProcOf(procs, pid, "cmdline");
+  if (cmdline === undefined) return undefined;
+  return cmdline === "" ? [] : cmdline.replace(/\0$/, "").split("\0");
+}
+
+/**
+ * Whether `pid` exists and has not exited (a zombie counts as exited).
+ *
+ * @throws {BangerError} as {@linkcode readProcOf}.
+ */
+export async function processRunning(procs: ProcReader, pid: number): Promise<boolean> {
+  const stat = await readProcOf(procs, pid, "stat");
+  const state = stat === undefined ? undefined : parseProcStat(stat)?.state;
+  return state !== undefined && state !== "Z" && state !== "X";
 }

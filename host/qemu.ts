@@ -22,43 +22,16 @@
  * @module
  */
 
-import { processExists, signalProcess } from "./process.ts";
+import { pause, qmpExchange } from "./_qmp.ts";
+import { type QemuVmSpec, specProblem } from "./_qemu_spec.ts";
 import { BangerError } from "./errors.ts";
-import { UNIX_PATH_MAX } from "./layout.ts";
-import { readProcFileIfExists } from "./procfs.ts";
+import type { VmmProcessOps } from "./privileged_ops.ts";
+import { processRunning } from "./process.ts";
+
+export type { QemuVmSpec };
 
 /** QEMU could not be started, reached or stopped. */
 export class QemuError extends BangerError {}
-
-/** What to run. All paths absolute. */
-export interface QemuVmSpec {
-  /** `kvm` only when KVM can run a standard guest. */
-  accel: "kvm" | "tcg";
-  /** Virtual CPUs. */
-  vcpus: number;
-  /** Guest memory in MiB. */
-  memoryMib: number;
-  /** ELF `vmlinux` (booted through PVH) or bzImage. */
-  kernelPath: string;
-  /** The banger initrd. */
-  initrdPath: string;
-  /** Full kernel command line (`host/kernel_cmdline.ts`). */
-  cmdline: string;
-  /** Root disk image, the guest's `/dev/vda` (read-write). */
-  rootDiskPath: string;
-  /** Work disk image, the guest's `/dev/vdb`. */
-  workDiskPath?: string;
-  /** Host tap for the guest NIC, with the guest MAC. */
-  tap?: { name: string; mac: string };
-  /** Guest CID; set only when `/dev/vhost-vsock` exists. */
-  vsockCid?: number;
-  /** Serial console log (appended). */
-  serialLogPath: string;
-  /** QMP monitor unix socket. */
-  monitorSocketPath: string;
-  /** Where QEMU writes its pid. */
-  pidFilePath: string;
-}
 
 /**
  * QEMU's argv (without the program) for `spec`. Pure.
@@ -73,7 +46,12 @@ export interface QemuVmSpec {
  * ```
  */
 export function renderQemuArgv(spec: QemuVmSpec): string[] {
-  checkSpec(spec);
+  const problem = specProblem(spec);
+  if (problem) {
+    throw new QemuError(`Cannot build the QEMU command line: ${problem}`, {
+      code: "invalid_argument",
+    });
+  }
   const argv = [
     ...["-M", "microvm", "-accel", spec.accel, "-cpu", spec.accel === "kvm" ? "host" : "max"],
     ...["-smp", String(spec.vcpus), "-m", String(spec.memoryMib)],
@@ -104,47 +82,6 @@ function drive(id: string, path: string): string[] {
     ...["-drive", `id=${id},file=${path},format=raw,if=none,cache=writeback,discard=unmap`],
     ...["-device", `virtio-blk-device,drive=${id}`],
   ];
-}
-
-function checkSpec(spec: QemuVmSpec): void {
-  const bad = (why: string) =>
-    new QemuError(`Cannot build the QEMU command line: ${why}`, { code: "invalid_argument" });
-  const paths: [string, string | undefined][] = [
-    ["kernel", spec.kernelPath],
-    ["initrd", spec.initrdPath],
-    ["root disk", spec.rootDiskPath],
-    ["work disk", spec.workDiskPath],
-    ["serial log", spec.serialLogPath],
-    ["monitor socket", spec.monitorSocketPath],
-    ["pid file", spec.pidFilePath],
-  ];
-  for (const [what, path] of paths) {
-    if (path === undefined) continue;
-    // deno-lint-ignore no-control-regex
-    if (!path.startsWith("/") || /[,\x00-\x1f\x7f]/.test(path)) {
-      throw bad(`${what} path "${path}" must be absolute, without commas or control characters`);
-    }
-  }
-  if (new TextEncoder().encode(spec.monitorSocketPath).length >= UNIX_PATH_MAX) {
-    throw bad(`monitor socket path "${spec.monitorSocketPath}" is longer than 107 bytes`);
-  }
-  // deno-lint-ignore no-control-regex
-  if (/[\x00-\x1f\x7f]/.test(spec.cmdline)) throw bad("the kernel command line has a newline");
-  if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) throw bad(`vcpus must be ≥ 1`);
-  if (!Number.isInteger(spec.memoryMib) || spec.memoryMib < 64) {
-    throw bad(`memory must be at least 64 MiB`);
-  }
-  if (spec.tap) {
-    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(spec.tap.name)) {
-      throw bad(`tap name "${spec.tap.name}" must be 1-15 of A-Z, a-z, 0-9, '_', '.', '-'`);
-    }
-    if (!/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(spec.tap.mac)) {
-      throw bad(`MAC "${spec.tap.mac}" must be six lowercase hex pairs`);
-    }
-  }
-  if (spec.vsockCid !== undefined && (!Number.isInteger(spec.vsockCid) || spec.vsockCid < 3)) {
-    throw bad(`vsock CID ${spec.vsockCid} must be an integer ≥ 3`);
-  }
 }
 
 /** Options for {@linkcode launchQemu}. */
@@ -225,7 +162,11 @@ export async function launchQemu(
     }
     if (await qmpAnswers(spec.monitorSocketPath)) break;
     if (options.signal?.aborted || Date.now() >= deadline) {
-      signalProcess(child.pid, "SIGKILL");
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // exited meanwhile
+      }
       throw new QemuError(
         options.signal?.aborted
           ? "Stopped starting QEMU: cancelled"
@@ -235,7 +176,7 @@ export async function launchQemu(
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  return new QemuProcess(child.pid, spec.monitorSocketPath);
+  return new QemuProcess(child.pid, spec.monitorSocketPath, { child });
 }
 
 async function qmpAnswers(path: string): Promise<boolean> {
@@ -256,23 +197,44 @@ export interface QemuWaitOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * How a {@linkcode QemuProcess} watches and signals its process: through the child handle
+ * when this process launched it, else through `PrivilegedOps` (the owner daemon cannot
+ * read `/proc` or signal other processes itself), naming the VM directory its command
+ * line mentions.
+ */
+export type QemuWatch = { child: Deno.ChildProcess } | { procs: VmmProcessOps; vmDir: string };
+
 const POLL_MS = 50;
 
 /**
  * A running (detached) QEMU. Disposing it stops it: `await using vm = await launchQemu()`.
- * `pid` is QEMU's own pid (not a wrapper's), from its pid file.
+ * `pid` is QEMU's own pid (not a wrapper's).
  */
 export class QemuProcess implements AsyncDisposable {
-  constructor(readonly pid: number, readonly monitorSocketPath: string) {}
+  readonly #watch: QemuWatch;
+  #exit?: Deno.CommandStatus;
 
-  /** Whether the process still exists and has not exited (a zombie counts as exited). */
-  isRunning(): boolean {
-    if (!processExists(this.pid)) return false;
-    // A QEMU whose parent went away is reparented to PID 1, which may reap it late.
-    const stat = readProcFileIfExists(`/proc/${this.pid}/stat`);
-    if (stat === undefined) return false;
-    const state = stat.charAt(stat.lastIndexOf(")") + 2);
-    return state !== "Z" && state !== "X";
+  /** A QEMU launched here (`{ child }`) or found again (`{ procs, vmDir }`). */
+  constructor(readonly pid: number, readonly monitorSocketPath: string, watch: QemuWatch) {
+    this.#watch = watch;
+    if ("child" in watch) watch.child.status.then((s) => this.#exit = s, () => {});
+  }
+
+  /** Exit status, once a QEMU launched here has exited (never for a found one). */
+  get exitStatus(): Deno.CommandStatus | undefined {
+    return this.#exit;
+  }
+
+  /**
+   * Whether QEMU has not exited: the child status for one launched here, else
+   * `/proc/<pid>/stat` (a zombie counts as exited).
+   *
+   * @throws {BangerError} when `/proc` cannot be read through `PrivilegedOps`.
+   */
+  async isRunning(): Promise<boolean> {
+    if ("child" in this.#watch) return this.#exit === undefined;
+    return await processRunning(this.#watch.procs, this.pid);
   }
 
   /**
@@ -284,18 +246,21 @@ export class QemuProcess implements AsyncDisposable {
   async waitForExit(options: QemuWaitOptions = {}): Promise<void> {
     const timeoutMs = options.timeoutMs ?? 10_000;
     const deadline = Date.now() + timeoutMs;
-    while (this.isRunning()) {
+    while (await this.isRunning()) {
       if (options.signal?.aborted) {
         throw new QemuError(`Stopped waiting for QEMU ${this.pid} to exit: cancelled`, {
           code: "cancelled",
         });
       }
-      if (Date.now() >= deadline) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
         throw new QemuError(`QEMU ${this.pid} is still running after ${timeoutMs} ms`, {
           code: "timeout",
         });
       }
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      // A launched QEMU's exit ends the pause at once; a found one is polled.
+      const exited = "child" in this.#watch ? this.#watch.child.status : undefined;
+      await pause(exited ? left : Math.min(left, POLL_MS), exited, options.signal);
     }
   }
 
@@ -319,17 +284,11 @@ export class QemuProcess implements AsyncDisposable {
       );
     }
     try {
-      const lines = qmpLines(conn);
-      await expectQmp(lines, undefined, "greeting"); // {"QMP": {...}}
-      await sendQmp(conn, { execute: "qmp_capabilities" });
-      await expectQmp(lines, "return", "qmp_capabilities");
-      await sendQmp(conn, args ? { execute, arguments: args } : { execute });
-      try {
-        return await expectQmp(lines, "return", execute);
-      } catch (err) {
-        if (execute === "quit" && err instanceof QemuError && err.code === "unavailable") return {};
-        throw err;
-      }
+      return await qmpExchange(conn, execute, args);
+    } catch (err) {
+      if (!(err instanceof BangerError)) throw err;
+      if (execute === "quit" && err.code === "unavailable") return {};
+      throw new QemuError(err.message, { code: err.code, cause: err });
     } finally {
       try {
         conn.close();
@@ -347,7 +306,7 @@ export class QemuProcess implements AsyncDisposable {
    * @throws {QemuError} when the process survives SIGKILL.
    */
   async stop(options: QemuWaitOptions = {}): Promise<void> {
-    if (!this.isRunning()) return;
+    if (!(await this.isRunning())) return;
     try {
       await this.qmp("quit");
       await this.waitForExit(options);
@@ -356,12 +315,8 @@ export class QemuProcess implements AsyncDisposable {
       // monitor unreachable or quit ignored: signals below
     }
     for (const sig of ["SIGTERM", "SIGKILL"] as const) {
-      if (!this.isRunning()) return;
-      try {
-        signalProcess(this.pid, sig);
-      } catch {
-        // already gone, or not permitted: the wait below decides
-      }
+      if (!(await this.isRunning())) return;
+      await this.kill(sig).catch(() => false); // not permitted: the wait below decides
       try {
         await this.waitForExit({ timeoutMs: 5_000, signal: options.signal });
         return;
@@ -371,63 +326,28 @@ export class QemuProcess implements AsyncDisposable {
     }
   }
 
+  /**
+   * Sends `signal` to QEMU.
+   *
+   * @returns `false` when it had already exited.
+   * @throws {BangerError} when `PrivilegedOps.signalVmm` refuses (not this VM's QEMU).
+   */
+  async kill(signal: Deno.Signal): Promise<boolean> {
+    if ("procs" in this.#watch) {
+      const { procs, vmDir } = this.#watch;
+      return await procs.signalVmm({ pid: this.pid, signal, vmDir });
+    }
+    if (this.#exit) return false;
+    try {
+      this.#watch.child.kill(signal);
+      return true;
+    } catch {
+      return false; // it exited since the check
+    }
+  }
+
   /** Stops QEMU (see {@linkcode QemuProcess.stop}). */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }
-}
-
-/** Splits a QMP connection into JSON lines. */
-async function* qmpLines(conn: Deno.UnixConn): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  const buf = new Uint8Array(65536);
-  let pending = "";
-  for (;;) {
-    const n = await conn.read(buf).catch(() => null);
-    if (n === null) return;
-    pending += decoder.decode(buf.subarray(0, n), { stream: true });
-    let nl: number;
-    while ((nl = pending.indexOf("\n")) !== -1) {
-      const line = pending.slice(0, nl).trim();
-      pending = pending.slice(nl + 1);
-      if (line) yield line;
-    }
-  }
-}
-
-async function sendQmp(conn: Deno.UnixConn, message: Record<string, unknown>): Promise<void> {
-  await conn.write(new TextEncoder().encode(JSON.stringify(message) + "\n"));
-}
-
-/**
- * Reads past events to the next reply. With `key` undefined, takes the greeting.
- * Returns the reply's `return` value.
- */
-async function expectQmp(
-  lines: AsyncGenerator<string>,
-  key: "return" | undefined,
-  what: string,
-): Promise<unknown> {
-  // next(), not for-await: leaving a for-await loop would close the generator.
-  for (let r = await lines.next(); !r.done; r = await lines.next()) {
-    const line = r.value;
-    let message: Record<string, unknown>;
-    try {
-      message = JSON.parse(line);
-    } catch {
-      throw new QemuError(`Cannot read the QEMU monitor's answer to "${what}": not JSON`);
-    }
-    if ("event" in message) continue;
-    if (key === undefined) return message;
-    if ("error" in message) {
-      const error = message.error as { desc?: string } | undefined;
-      throw new QemuError(`QEMU refused "${what}": ${error?.desc ?? "unknown error"}`, {
-        code: "failed_precondition",
-      });
-    }
-    if (key in message) return message[key];
-  }
-  throw new QemuError(`Cannot read the QEMU monitor's answer to "${what}": it closed`, {
-    code: "unavailable",
-  });
 }

@@ -3,13 +3,25 @@
  * one process, as root, with `BANGER_HOME` or the XDG layout) or through the root helper
  * (a system install: the daemon runs as the owner and its layout is the system layout).
  *
+ * The in-process adapter (which reaches libc) is imported lazily, through a computed URL
+ * Deno does not resolve at startup: the owner role's static module graph holds no FFI
+ * module. In helper mode it still runs the unprivileged ext4 operations, which call no
+ * libc, so the owner daemon and CLI need no `--allow-ffi`.
+ *
  * @module
  */
 
 import { HelperOps } from "./helper_client.ts";
-import { InProcessOps } from "./in_process_ops.ts";
+import type { InProcessOps } from "./in_process_ops.ts";
 import { helperSocket, type Layout } from "./layout.ts";
 import type { PrivilegedOps } from "./privileged_ops.ts";
+
+/** `host/in_process_ops.ts`, loaded on first use (`deno task compile` includes it). */
+async function inProcessOps(layout: Layout): Promise<InProcessOps> {
+  const url = new URL("./in_process_ops.ts", import.meta.url);
+  const mod = await import(url.href) as { InProcessOps: typeof InProcessOps };
+  return new mod.InProcessOps(layout);
+}
 
 /** What {@linkcode selectPrivilegedOps} chose. */
 export interface PrivilegesChoice {
@@ -37,23 +49,23 @@ export interface PrivilegesChoice {
  * const { ops, mode } = await selectPrivilegedOps(layout, { root: Deno.env.get("BANGER_ROOT") });
  * ```
  */
-export function selectPrivilegedOps(
+export async function selectPrivilegedOps(
   layout: Layout,
   options: { root?: string } = {},
 ): Promise<PrivilegesChoice> {
-  const local = new InProcessOps(layout);
+  const local = await inProcessOps(layout);
   if (layout.mode !== "system") {
-    return Promise.resolve({
+    return {
       ops: local,
       mode: "in-process",
       detail: "host operations run in the daemon's own process (no system install)",
       probe: () => Promise.resolve(`in-process, uid ${Deno.uid()}`),
-    });
+    };
   }
   const root = options.root ?? (layout.configDir.replace(/\/etc\/banger$/, "") || "/");
   const socketPath = helperSocket(root);
   const ops = new HelperOps({ socketPath, local });
-  return Promise.resolve({
+  return {
     ops,
     mode: "helper",
     detail: `host operations go to the root helper at ${socketPath}`,
@@ -61,5 +73,5 @@ export function selectPrivilegedOps(
       const ping = await ops.ping();
       return `root helper pid ${ping.pid}, serving uid ${ping.owner_uid}`;
     },
-  });
+  };
 }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { bangerTaskFlags } from "../tests/fixtures/banger_cli.ts";
+import { taskFlags } from "../tests/fixtures/banger_cli.ts";
 import { prepareMirror } from "./artifacts.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -39,6 +39,7 @@ export class SmokeEnv {
   readonly home: string;
   readonly dnsPort: number;
   readonly vmm: SmokeVmm;
+  readonly bridge: string;
   readonly #log: (line: string) => void;
   #mirror?: Deno.ChildProcess;
 
@@ -53,6 +54,7 @@ export class SmokeEnv {
     this.ns = ns;
     this.home = home;
     this.dnsPort = dnsPort;
+    this.bridge = `bg-s${ns.slice("bgs-".length)}`;
     this.#log = log;
   }
 
@@ -73,7 +75,7 @@ export class SmokeEnv {
       [
         `vmm = "${vmm}"`,
         vmm === "firecracker" ? `firecracker_bin = "${fake}"` : "",
-        `bridge_name = "bg-s${id}"`,
+        `bridge_name = "${env.bridge}"`,
         `dns_listen = "127.0.0.1:${dnsPort}"`,
         `catalog_url = "http://127.0.0.1:${MIRROR_PORT}/"`,
         "tap_pool_size = 2",
@@ -115,7 +117,7 @@ export class SmokeEnv {
   /** Runs `banger <args>` inside the namespace. */
   async banger(args: string[], o: BangerOptions = {}): Promise<RunResult> {
     this.#log(`$ banger ${args.join(" ")}`);
-    const r = await this.exec(["deno", "run", ...bangerTaskFlags(), `${ROOT}main.ts`, ...args], o);
+    const r = await this.exec(["deno", "run", ...taskFlags(), `${ROOT}main.ts`, ...args], o);
     if (r.stdout) this.#log(r.stdout.trimEnd());
     if (r.stderr) this.#log(`[stderr] ${r.stderr.trimEnd()}`);
     this.#log(`[exit ${r.code}]`);
@@ -171,8 +173,12 @@ export class SmokeEnv {
     return parts.join("\n");
   }
 
-  /** Deletes every VM, stops the daemon and the mirror, removes the namespace and home. */
-  async teardown(): Promise<void> {
+  /**
+   * Deletes every VM, stops the daemon and the mirror, removes the namespace and home.
+   * Returns what banger itself left behind once its VMs were deleted and its daemon
+   * stopped (see {@linkcode SmokeEnv.leftovers}); teardown removes those too.
+   */
+  async teardown(): Promise<string[]> {
     const list = await this.banger(["vm", "list", "--json"], { timeoutMs: 60_000 }).catch(() =>
       undefined
     );
@@ -183,6 +189,7 @@ export class SmokeEnv {
       await this.banger(["vm", "delete", ...names], { timeoutMs: 180_000 }).catch(() => {});
     }
     await this.banger(["daemon", "stop", "--force"], { timeoutMs: 60_000 }).catch(() => {});
+    const leftovers = await this.leftovers();
     // Anything still running from this home (a VMM a failed scenario stranded) goes too.
     await new Deno.Command("pkill", { args: ["-9", "-f", this.home] }).output().catch(() => {});
     try {
@@ -193,6 +200,28 @@ export class SmokeEnv {
     }
     await this.#sh("ip", ["netns", "del", this.ns]).catch(() => {});
     await Deno.remove(this.home, { recursive: true }).catch(() => {});
+    return leftovers;
+  }
+
+  /**
+   * Processes started from this home (other than the mirror), loop devices backed by its
+   * files, and links in its namespace other than `lo` and the bridge: with every VM
+   * deleted and the daemon stopped (which deletes idle taps) there must be none.
+   */
+  async leftovers(): Promise<string[]> {
+    const found: string[] = [];
+    const processes = await output("pgrep", ["-af", this.home]);
+    for (const line of processes) {
+      if (Number(line.split(" ")[0]) !== this.#mirror?.pid) found.push(`process ${line}`);
+    }
+    for (const line of await output("losetup", ["-a"])) {
+      if (line.includes(this.home)) found.push(`loop device ${line}`);
+    }
+    for (const line of await output("ip", ["-n", this.ns, "-o", "link", "show"])) {
+      const name = line.split(":")[1]?.trim().split("@")[0];
+      if (name && name !== "lo" && name !== this.bridge) found.push(`link ${name}`);
+    }
+    return found;
   }
 
   async #sh(program: string, args: string[]): Promise<void> {
@@ -201,4 +230,10 @@ export class SmokeEnv {
       throw new Error(`${program} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
     }
   }
+}
+
+/** The non-empty lines a program prints; none when it fails (pgrep exits 1 on no match). */
+async function output(program: string, args: string[]): Promise<string[]> {
+  const out = await new Deno.Command(program, { args, stdout: "piped", stderr: "null" }).output();
+  return new TextDecoder().decode(out.stdout).split("\n").filter((l) => l.trim() !== "");
 }

@@ -81,15 +81,21 @@ async function main(): Promise<number> {
     console.log("\ninterrupted: cleaning up");
     cleanup().finally(() => Deno.exit(130));
   };
-  const cleanup = async () => {
-    await Promise.all([...envs.values()].map((e) => e.teardown()));
+  const cleanup = async (): Promise<string[]> => {
+    const leftovers = await Promise.all(
+      [...envs.entries()].map(async ([vmm, e]) =>
+        (await e.teardown()).map((l) => `${vmm} environment: ${l}`)
+      ),
+    );
     envs.clear();
     await Deno.remove(repoDir, { recursive: true }).catch(() => {});
+    return leftovers.flat();
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
   const started = performance.now();
   const outcomes: Outcome[] = [];
+  let leftovers: string[] = [];
   try {
     await createFixtureRepo(repoDir);
     for (const vmm of new Set(chosen.map((s) => s.vmm ?? "qemu"))) {
@@ -125,7 +131,7 @@ async function main(): Promise<number> {
   } finally {
     Deno.removeSignalListener("SIGINT", onSignal);
     Deno.removeSignalListener("SIGTERM", onSignal);
-    await cleanup();
+    leftovers = await cleanup();
   }
   const passed = outcomes.filter((o) => o.status === "passed").length;
   const failed = outcomes.filter((o) => o.status === "failed");
@@ -135,8 +141,10 @@ async function main(): Promise<number> {
     }s)`,
   );
   for (const f of failed) console.log(`  ${f.name}: log kept at ${f.logFile}`);
+  // Deleting every VM and stopping the daemon must leave no process, loop device or tap.
+  for (const l of leftovers) console.log(`LEAK ${l}`);
   if (!failed.length) await Deno.remove(logDir, { recursive: true }).catch(() => {});
-  return failed.length ? 1 : 0;
+  return failed.length || leftovers.length ? 1 : 0;
 }
 
 let counter = 0;

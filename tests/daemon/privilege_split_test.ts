@@ -14,6 +14,7 @@ import { Store } from "../../store/db.ts";
 import { upsertImage } from "../../store/images.ts";
 import { upsertKernel } from "../../store/kernels.ts";
 import { assert, assertEquals, assertStringIncludes } from "../fixtures/assert.ts";
+import { taskFlags } from "../fixtures/banger_cli.ts";
 import { guestArtifacts, guestArtifactsRequirements } from "../fixtures/guest_artifacts.ts";
 import { Netns } from "../fixtures/netns.ts";
 import { gatedTest, programs, type Requirement, root } from "../fixtures/requires.ts";
@@ -34,11 +35,6 @@ function servicesWired(): Requirement {
   return text.includes("selectPrivilegedOps(")
     ? {}
     : { missing: "daemon/services.ts does not call selectPrivilegedOps yet" };
-}
-
-function taskFlags(task: "owner" | "helper"): string[] {
-  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks;
-  return (tasks[task] as string).split(/\s+/).filter((w) => w === "-q" || w.startsWith("--allow-"));
 }
 
 /** Registers the cached real kernel and image in the install's store, owned by the owner. */
@@ -170,21 +166,8 @@ async function split(): Promise<Split> {
     stderr: "inherit",
   }).spawn();
   await waitFor(`${sys.layout.runtimeDir}/daemon.sock`);
-  const cli = async (args: string[]) => {
-    const out = await new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        ns.name,
-        ...asOwner([Deno.execPath(), "run", ...taskFlags("owner"), main, ...args], env),
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const dec = new TextDecoder();
-    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-  };
+  const cli = (args: string[]) =>
+    ns.run(asOwner([Deno.execPath(), "run", ...taskFlags("owner"), main, ...args], env));
   return {
     sys,
     ns,

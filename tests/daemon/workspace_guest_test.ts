@@ -4,7 +4,7 @@
  * the host, and `vm ports` finding servers started in the guest.
  */
 import { assert, assertEquals, assertStringIncludes } from "../fixtures/assert.ts";
-import { bangerTaskFlags } from "../fixtures/banger_cli.ts";
+import { taskFlags } from "../fixtures/banger_cli.ts";
 import { guestArtifacts, guestArtifactsRequirements } from "../fixtures/guest_artifacts.ts";
 import { Netns } from "../fixtures/netns.ts";
 import { gatedTest, programs } from "../fixtures/requires.ts";
@@ -48,17 +48,8 @@ gatedTest(
     const home = `${top}/h`;
     const repo = `${top}/repo`;
     const tag = crypto.randomUUID().slice(0, 5);
-    const cli = async (...args: string[]) => {
-      const out = await new Deno.Command("ip", {
-        args: ["netns", "exec", ns.name, "deno", "run", ...bangerTaskFlags(), MAIN, ...args],
-        env: { BANGER_HOME: home },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const dec = new TextDecoder();
-      return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-    };
+    const cli = (...args: string[]) =>
+      ns.run(["deno", "run", ...taskFlags(), MAIN, ...args], { env: { BANGER_HOME: home } });
     const ok = async (...args: string[]) => {
       const r = await cli(...args);
       assertEquals(r.code, 0, `banger ${args.join(" ")}: ${r.stderr}`);

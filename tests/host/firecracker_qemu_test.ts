@@ -6,6 +6,7 @@
 
 import { Firecracker } from "../../host/firecracker.ts";
 import { firecrackerBootArgs, type FirecrackerVmSpec } from "../../host/firecracker_config.ts";
+import { InProcessOps } from "../../host/in_process_ops.ts";
 import { readProcFileIfExists } from "../../host/procfs.ts";
 import { assert, assertEquals } from "../fixtures/assert.ts";
 import { FAKE_FIRECRACKER } from "../fixtures/fake_firecracker.ts";
@@ -14,13 +15,15 @@ import { gatedTest, programs } from "../fixtures/requires.ts";
 
 const NEEDS = [...guestArtifactsRequirements(), programs("qemu-system-x86_64", "setpriv", "cp")];
 const QEMU_ENV = { FAKE_FC_MODE: "qemu" };
+/** `/proc` reads and signals for adopted VMMs: in-process, with the VM dirs under /tmp. */
+const procs = new InProcessOps({ stateDir: "/tmp", cacheDir: "/tmp", runtimeDir: "/tmp" });
 
 async function withVmDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "bgt-fcq-" });
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "bgt-fcq-" });
   try {
     await fn(dir);
   } finally {
-    const vmm = await Firecracker.adopt(dir);
+    const vmm = await Firecracker.adopt(dir, { procs });
     if (vmm && await vmm.kill("SIGKILL")) await vmm.waitForExit(10_000);
     await Deno.remove(dir, { recursive: true });
   }
@@ -82,6 +85,7 @@ gatedTest(
         vmDir: dir,
         id: "qemu-e2e",
         env: QEMU_ENV,
+        procs,
       });
       await vmm.configure(await spec(dir, disk));
       await vmm.start();
@@ -106,6 +110,7 @@ gatedTest(
         vmDir: dir,
         id: "qemu-panic",
         env: QEMU_ENV,
+        procs,
       });
       await vmm.configure(await spec(dir, blank));
       await vmm.start();
@@ -125,6 +130,7 @@ gatedTest(
         vmDir: dir,
         id: "qemu-kill",
         env: QEMU_ENV,
+        procs,
       });
       const s = await spec(dir, `${dir}/none`);
       await Deno.writeFile(`${dir}/none`, new Uint8Array(4096));

@@ -6,9 +6,13 @@
 import { Firecracker, type FirecrackerLaunchOptions } from "../../host/firecracker.ts";
 import { FirecrackerError } from "../../host/firecracker_api.ts";
 import { firecrackerBootArgs, type FirecrackerVmSpec } from "../../host/firecracker_config.ts";
+import { InProcessOps } from "../../host/in_process_ops.ts";
 import { readProcFile } from "../../host/procfs.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "../fixtures/assert.ts";
 import { FAKE_FIRECRACKER } from "../fixtures/fake_firecracker.ts";
+
+/** `/proc` reads and signals for adopted VMMs: in-process, with the VM dirs under /tmp. */
+const procs = new InProcessOps({ stateDir: "/tmp", cacheDir: "/tmp", runtimeDir: "/tmp" });
 
 /** A temp VM directory whose VMM (if any) is SIGKILLed and directory removed on dispose. */
 class TestVm implements AsyncDisposable {
@@ -16,7 +20,7 @@ class TestVm implements AsyncDisposable {
   private constructor(readonly dir: string) {}
 
   static async create(): Promise<TestVm> {
-    return new TestVm(await Deno.makeTempDir({ prefix: "bgt-fc-" }));
+    return new TestVm(await Deno.makeTempDir({ dir: "/tmp", prefix: "bgt-fc-" }));
   }
 
   async launch(
@@ -28,6 +32,7 @@ class TestVm implements AsyncDisposable {
       vmDir: this.dir,
       id: "test-vm",
       env,
+      procs,
       ...extra,
     });
     return this.vmm;
@@ -50,7 +55,7 @@ class TestVm implements AsyncDisposable {
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    const vmm = this.vmm ?? await Firecracker.adopt(this.dir);
+    const vmm = this.vmm ?? await Firecracker.adopt(this.dir, { procs });
     if (vmm && await vmm.kill("SIGKILL")) await vmm.waitForExit(5000);
     await Deno.remove(this.dir, { recursive: true });
   }
@@ -131,7 +136,11 @@ Deno.test("Firecracker.launch() times out, naming the wait, when the API socket 
     "did not answer within 300 ms",
   );
   assertEquals(err.code, "timeout");
-  assertEquals(await Firecracker.adopt(vm.dir), undefined, "the half-started VMM was killed");
+  assertEquals(
+    await Firecracker.adopt(vm.dir, { procs }),
+    undefined,
+    "the half-started VMM was killed",
+  );
 });
 
 Deno.test("Firecracker.launch() reports an early exit with the end of the serial log", async () => {
@@ -148,7 +157,13 @@ Deno.test("Firecracker.launch() reports an early exit with the end of the serial
 Deno.test("Firecracker.launch() of a missing binary fails with the shell's reason", async () => {
   await using vm = await TestVm.create();
   const err = await assertRejects(
-    () => Firecracker.launch({ binary: `${vm.dir}/no-such-firecracker`, vmDir: vm.dir, id: "x" }),
+    () =>
+      Firecracker.launch({
+        binary: `${vm.dir}/no-such-firecracker`,
+        vmDir: vm.dir,
+        id: "x",
+        procs,
+      }),
     FirecrackerError,
   );
   assertStringIncludes(err.message, "code 127");
@@ -158,7 +173,7 @@ Deno.test("Firecracker.launch() of a missing binary fails with the shell's reaso
 Deno.test("Firecracker.launch() rejects an instance id outside 1–64 of [A-Za-z0-9-]", async () => {
   for (const id of ["", "a_b", "x".repeat(65), "a b"]) {
     await assertRejects(
-      () => Firecracker.launch({ binary: FAKE_FIRECRACKER, vmDir: "/nonexistent", id }),
+      () => Firecracker.launch({ binary: FAKE_FIRECRACKER, vmDir: "/nonexistent", id, procs }),
       FirecrackerError,
       "instance id",
     );
@@ -173,7 +188,7 @@ Deno.test("Firecracker.launch() removes stale sockets and refuses a VMM already 
   const vmm = await vm.launch();
   await vmm.configure(await vm.spec()); // binds vsock.sock, which was stale
   const err = await assertRejects(
-    () => Firecracker.launch({ binary: FAKE_FIRECRACKER, vmDir: vm.dir, id: "again" }),
+    () => Firecracker.launch({ binary: FAKE_FIRECRACKER, vmDir: vm.dir, id: "again", procs }),
     FirecrackerError,
   );
   assertEquals(err.code, "conflict");
@@ -202,20 +217,20 @@ Deno.test("Firecracker.adopt() finds the VMM by pidfile and stops it by polling"
   const launched = await vm.launch();
   await launched.configure(await vm.spec());
   await launched.start();
-  const adopted = await Firecracker.adopt(vm.dir);
+  const adopted = await Firecracker.adopt(vm.dir, { procs });
   assert(adopted, "adopted");
   assertEquals(adopted.pid, launched.pid);
   assertEquals((await adopted.client.getInstanceInfo()).state, "Running");
   const result = await adopted.stop({ exitWaitMs: 0 });
   assertEquals(result.endedBy, "ctrl-alt-del");
   assertEquals(result.exit, undefined, "an adopted VMM's exit status is unknown");
-  assertEquals(await Firecracker.adopt(vm.dir), undefined);
+  assertEquals(await Firecracker.adopt(vm.dir, { procs }), undefined);
 });
 
 Deno.test("Firecracker.adopt() ignores a pidfile whose pid is not our VMM", async () => {
   await using vm = await TestVm.create();
   await Deno.writeTextFile(`${vm.dir}/vmm.pid`, `${Deno.pid}\n`);
-  assertEquals(await Firecracker.adopt(vm.dir), undefined);
+  assertEquals(await Firecracker.adopt(vm.dir, { procs }), undefined);
 });
 
 Deno.test("Firecracker.kill() signals a running VMM and reports false once it is gone", async () => {
@@ -243,12 +258,15 @@ Deno.test("Firecracker VMM survives the death of the process that launched it", 
   await using vm = await TestVm.create();
   const script = `${vm.dir}/launcher.ts`;
   const host = new URL("../../host/firecracker.ts", import.meta.url).href;
+  const ops = new URL("../../host/in_process_ops.ts", import.meta.url).href;
   await Deno.writeTextFile(
     script,
     `import { Firecracker } from ${JSON.stringify(host)};
+import { InProcessOps } from ${JSON.stringify(ops)};
+const procs = new InProcessOps({ stateDir: "/tmp", cacheDir: "/tmp", runtimeDir: "/tmp" });
 const vmm = await Firecracker.launch({ binary: ${JSON.stringify(FAKE_FIRECRACKER)}, vmDir: ${
       JSON.stringify(vm.dir)
-    }, id: "orphan" });
+    }, id: "orphan", procs });
 await Deno.stdout.write(new TextEncoder().encode(String(vmm.pid)));
 `,
   );
@@ -256,7 +274,7 @@ await Deno.stdout.write(new TextEncoder().encode(String(vmm.pid)));
     .output();
   assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
   const pid = Number(new TextDecoder().decode(out.stdout));
-  const adopted = await Firecracker.adopt(vm.dir);
+  const adopted = await Firecracker.adopt(vm.dir, { procs });
   assert(adopted, "the VMM outlived its launcher");
   assertEquals(adopted.pid, pid);
   assertEquals((await adopted.client.getInstanceInfo()).id, "orphan");

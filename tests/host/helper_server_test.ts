@@ -1,7 +1,9 @@
 import { HelperOps } from "../../host/helper_client.ts";
 import { HelperServer } from "../../host/helper_server.ts";
 import { InProcessOps } from "../../host/in_process_ops.ts";
-import { helperSocket } from "../../host/layout.ts";
+import { readWriteDenial } from "../../host/_host_probe.ts";
+import { helperSocket, vmsDir } from "../../host/layout.ts";
+import { pathExists } from "../../host/libc.ts";
 import { opIdScope } from "../../host/op_id_scope.ts";
 import { PrivilegedOpsError } from "../../host/privileged_ops.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "../fixtures/assert.ts";
@@ -246,5 +248,77 @@ gatedTest(
       [line?.msg, line?.op_id, line?.peer_uid, line?.peer_pid],
       ["helper rpc completed", "op-1a2b3c4d", 0, Deno.pid],
     );
+  },
+);
+
+/**
+ * `sh` blocked on stdin, naming `file` in its argv, run through `prefix` (e.g. setpriv);
+ * resolves once `sh` itself runs (it prints a line), so the pid is no longer setpriv's.
+ */
+async function blocker(file: string, prefix: string[] = []): Promise<Deno.ChildProcess> {
+  const argv = [...prefix, "sh", "-c", "echo ready; read x; :", "blocker", file];
+  const child = new Deno.Command(argv[0], { args: argv.slice(1), stdin: "piped", stdout: "piped" })
+    .spawn();
+  const reader = child.stdout.getReader();
+  await reader.read();
+  reader.releaseLock();
+  return child;
+}
+
+gatedTest(
+  "HelperServer probes the host for the owner and signals only the owner's VMMs (root, setpriv)",
+  needs,
+  async (t) => {
+    await using h = await running();
+    const vmDir = `${vmsDir(h.sys.layout)}/v1`;
+    await Deno.mkdir(vmDir, { recursive: true });
+    const asOwner = ["setpriv", `--reuid=${OWNER.uid}`, `--regid=${OWNER.gid}`, "--clear-groups"];
+    const rootVmm = await blocker(`${vmDir}/fc.sock`);
+    const ownerVmm = await blocker(`${vmDir}/fc.sock`, asOwner);
+    try {
+      await t.step("probeHost judges /dev/kvm for the owner uid", async () => {
+        const facts = await h.client.probeHost({});
+        assertEquals(facts.devices.netTun, pathExists("/dev/net/tun"));
+        if (facts.kvm.present) {
+          const node = Deno.statSync("/dev/kvm");
+          const denial = readWriteDenial(
+            { mode: node.mode ?? 0, uid: node.uid ?? 0, gid: node.gid ?? 0 },
+            { uid: OWNER.uid, gid: OWNER.gid, groups: [] },
+          );
+          assertEquals(facts.kvm.accessible, denial === undefined, facts.kvm.openError);
+        }
+      });
+      await t.step("a root process naming the VM dir is refused", async () => {
+        const err = await assertRejects(
+          () => h.client.signalVmm({ pid: rootVmm.pid, signal: "SIGTERM", vmDir }),
+          PrivilegedOpsError,
+        );
+        assertEquals(err.code, "permission_denied");
+        assertStringIncludes(err.message, `it runs as uid 0, not as the owner (uid ${OWNER.uid})`);
+      });
+      await t.step("the owner's VMM is signalled", async () => {
+        assertEquals(
+          await h.client.signalVmm({ pid: ownerVmm.pid, signal: "SIGTERM", vmDir }),
+          true,
+        );
+        assertEquals((await ownerVmm.status).signal, "SIGTERM");
+      });
+      await t.step("signals are logged; host probes are not", () => {
+        const ops = h.logs.map((l) => JSON.parse(l) as { op?: string; msg: string });
+        assert(ops.some((l) => l.op === "signalVmm" && l.msg === "helper rpc completed"));
+        assert(ops.some((l) => l.op === "signalVmm" && l.msg === "helper rpc failed"));
+        assert(!ops.some((l) => l.op === "probeHost"));
+      });
+    } finally {
+      for (const c of [rootVmm, ownerVmm]) {
+        try {
+          c.kill("SIGKILL");
+        } catch {
+          // already gone
+        }
+        await c.stdout.cancel();
+        await c.status;
+      }
+    }
   },
 );

@@ -121,7 +121,10 @@ gatedTest(
     // A table banger does not own, which must come out untouched.
     await ns.exec(
       ["nft", "-f", "-"],
-      "table ip other {\n\tchain c {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tcounter\n\t}\n}\n",
+      {
+        stdin:
+          "table ip other {\n\tchain c {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tcounter\n\t}\n}\n",
+      },
     );
     const otherBefore = await ns.exec(["nft", "list", "table", "ip", "other"]);
     const snapshot = `
@@ -253,7 +256,9 @@ gatedTest(
     const log = listener.stderr.pipeThrough(new TextDecoderStream()).getReader();
     try {
       await waitForLine(log, /listening on/);
-      await guest.exec(["socat", "-", "TCP:198.51.100.2:8080,connect-timeout=5"], "hello\n");
+      await guest.exec(["socat", "-", "TCP:198.51.100.2:8080,connect-timeout=5"], {
+        stdin: "hello\n",
+      });
       const accepted = await waitForLine(log, /accepting connection from/);
       assert(accepted.includes("198.51.100.1:"), accepted);
     } finally {

@@ -369,3 +369,85 @@ gatedTest("InProcessOps end to end: work disk, ext4 writes, root disk and releas
 gatedTest("privileged ops tests leave no loop device behind (root)", [root()], () => {
   assertEquals(listLoops().filter((l) => l.backingFile.includes(`/${PREFIX}`)), []);
 });
+
+/** `sh` blocked on stdin, naming `file` in its argv; it starts no child of its own. */
+function blocker(file: string, prefix: string[] = []): Deno.ChildProcess {
+  const argv = [...prefix, "sh", "-c", "read x; :", "blocker", file];
+  return new Deno.Command(argv[0], { args: argv.slice(1), stdin: "piped", stdout: "null" })
+    .spawn();
+}
+
+async function reap(child: Deno.ChildProcess): Promise<void> {
+  try {
+    child.kill("SIGKILL");
+  } catch {
+    // already gone
+  }
+  await child.status;
+}
+
+Deno.test("InProcessOps.signalVmm() signals only a process naming a file directly in the VM dir", async (t) => {
+  await withOps(async ({ dir, layout, ops }) => {
+    const vmDir = `${layout.stateDir}/vms/a`;
+    await Deno.mkdir(vmDir, { recursive: true });
+    const vmm = blocker(`${vmDir}/fc.sock`);
+    const other = blocker(`${dir}/outside/file`);
+    try {
+      await t.step("a process naming no file of the VM dir is refused", async () => {
+        await refused(
+          () => ops.signalVmm({ pid: other.pid, signal: "SIGTERM", vmDir }),
+          "permission_denied",
+        );
+      });
+      await t.step("a VM dir outside banger's directories is refused", async () => {
+        await refused(
+          () => ops.signalVmm({ pid: other.pid, signal: "SIGTERM", vmDir: `${dir}/outside` }),
+          "permission_denied",
+        );
+      });
+      await t.step("a file below a subdirectory does not count", async () => {
+        await refused(
+          () => ops.signalVmm({ pid: vmm.pid, signal: "SIGTERM", vmDir: `${layout.stateDir}/vms` }),
+          "permission_denied",
+        );
+      });
+      await t.step("the owner check refuses a VMM of another uid", async () => {
+        const owned = new InProcessOps(layout, { owner: { uid: 65534, gid: 65534 } });
+        const err = await assertRejects(
+          () => owned.signalVmm({ pid: vmm.pid, signal: "SIGTERM", vmDir }),
+          PrivilegedOpsError,
+        );
+        assertEquals(err.code, "permission_denied");
+        assert(err.message.includes("runs as uid 0"), err.message);
+      });
+      await t.step("unknown signals and pids below 2 are malformed", async () => {
+        await refused(
+          () => ops.signalVmm({ pid: vmm.pid, signal: "SIGSEGV", vmDir }),
+          "invalid_argument",
+        );
+        await refused(() => ops.signalVmm({ pid: 1, signal: "TERM", vmDir }), "invalid_argument");
+      });
+      await t.step("refused processes were not signalled", async () => {
+        const stat = await ops.readProcFile({ path: `/proc/${other.pid}/stat` });
+        assert(stat.startsWith(`${other.pid} `), "the other process is still there");
+      });
+      await t.step("the VMM is signalled; a gone process gives false", async () => {
+        assertEquals(await ops.signalVmm({ pid: vmm.pid, signal: "term", vmDir }), true);
+        assertEquals((await vmm.status).signal, "SIGTERM");
+        assertEquals(await ops.signalVmm({ pid: vmm.pid, signal: "SIGTERM", vmDir }), false);
+      });
+    } finally {
+      await reap(vmm);
+      await reap(other);
+    }
+  });
+});
+
+Deno.test("InProcessOps.probeHost() reports devices and CPU facts, and takes no arguments", async () => {
+  await withOps(async ({ ops }) => {
+    const facts = await ops.probeHost({});
+    assertEquals(typeof facts.devices.netTun, "boolean");
+    assert(facts.kvm.cpuFlags.length > 0);
+    await refused(() => ops.probeHost({ dir: "/" } as never), "invalid_argument");
+  });
+});

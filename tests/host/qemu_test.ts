@@ -3,6 +3,7 @@ import { renderKernelCmdline } from "../../host/kernel_cmdline.ts";
 import { kernelManifestSchema } from "../../catalog/kernel_build.ts";
 import { createExt4, writeExt4 } from "../../host/ext4.ts";
 import { cpuKhz } from "../../host/kvm.ts";
+import { readProcFile } from "../../host/procfs.ts";
 import {
   launchQemu,
   QemuError,
@@ -135,7 +136,7 @@ function note(text: string): void {
 }
 
 function tscKhz(): number {
-  const khz = cpuKhz();
+  const khz = cpuKhz(readProcFile("/proc/cpuinfo"));
   if (khz === undefined) throw new Error("Cannot read the host CPU frequency from /proc/cpuinfo");
   return khz;
 }
@@ -202,7 +203,7 @@ async function waitForSsh(g: Guest, vm: QemuProcess, timeoutMs = 180_000): Promi
   const started = performance.now();
   while (performance.now() - started < timeoutMs) {
     if ((await g.ns.run(sshArgs(g, "true"))).code === 0) return performance.now() - started;
-    if (!vm.isRunning()) {
+    if (!(await vm.isRunning())) {
       const serial = await Deno.readTextFile(`${g.dir}/serial.log`).catch(() => "");
       throw new Error(`QEMU exited before SSH came up:\n${serial.slice(-3000)}`);
     }
@@ -327,6 +328,6 @@ gatedTest(
     t = performance.now();
     await second.stop();
     note(`QMP quit -> QEMU gone ${((performance.now() - t) / 1000).toFixed(1)} s`);
-    assertEquals(second.isRunning(), false);
+    assertEquals(await second.isRunning(), false);
   },
 );
