@@ -3,6 +3,8 @@ import { leftovers, vmHarness } from "../fixtures/vm_harness.ts";
 import { programs, root } from "../fixtures/requires.ts";
 import { gatedTest } from "../fixtures/requires.ts";
 import { getVm } from "../../store/vms.ts";
+import { readExt4File } from "../../host/ext4.ts";
+import { defaultSshKey, imagesDir, vmFiles } from "../../host/layout.ts";
 
 const needs = [root(), programs("ip", "nft", "mkfs.ext4", "debugfs")];
 
@@ -113,6 +115,54 @@ gatedTest(
     const [a, b] = await Promise.all(creates);
     assertEquals([a.status, b.status], ["running", "running"]);
     assert(a.guestIp !== b.guestIp && a.vsockCid !== b.vsockCid, "distinct addresses and CIDs");
+  },
+);
+
+gatedTest(
+  "VmService.create() after the SSH key rotates, three at once: each work disk gets the new key and the image's files stay byte-identical (root, netns)",
+  needs,
+  async () => {
+    // The Go tool rewrote a shared work-seed image in place when the key changed, and
+    // parallel creates read it torn. Here every key write goes to the VM's own work disk.
+    await using h = await vmHarness();
+    await h.services.vms.create({ name: "before", no_start: true }, h.ctx());
+    const imageFiles = async () => {
+      const out: Record<string, string> = {};
+      for await (const e of Deno.readDir(imagesDir(h.layout))) {
+        for await (const f of Deno.readDir(`${imagesDir(h.layout)}/${e.name}`)) {
+          const path = `${imagesDir(h.layout)}/${e.name}/${f.name}`;
+          const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(path));
+          out[path] = Array.from(new Uint8Array(digest), (b) => b.toString(16)).join("");
+        }
+      }
+      return out;
+    };
+    const before = await imageFiles();
+    const key = defaultSshKey(h.layout);
+    const oldKey = await Deno.readTextFile(`${key}.pub`);
+    await Deno.remove(key);
+    await Deno.remove(`${key}.pub`);
+    const keygen = await new Deno.Command("ssh-keygen", {
+      args: ["-q", "-t", "ed25519", "-N", "", "-C", "rotated", "-f", key],
+    }).output();
+    assert(keygen.success, "ssh-keygen");
+    const newKey = (await Deno.readTextFile(`${key}.pub`)).trim();
+    assert(newKey !== oldKey.trim(), "the key rotated");
+
+    const vms = await Promise.all(
+      ["rot-a", "rot-b", "rot-c"].map((name) => h.services.vms.create({ name }, h.ctx())),
+    );
+    assertEquals(vms.map((v) => v.status), ["running", "running", "running"]);
+    const [restarted] = await h.services.vms.start(["before"], h.ctx());
+    assertEquals(restarted.vm?.status, "running", String(restarted.error));
+    for (const vm of [...vms, h.services.vms.find("before")]) {
+      const workDisk = `${vm.runtime.vmDir}/${vmFiles.workDisk}`;
+      const keys = new TextDecoder().decode(
+        await readExt4File(workDisk, "/.ssh/authorized_keys"),
+      );
+      assertEquals(keys, `${newKey}\n`, `${vm.name} has the new key only`);
+    }
+    assertEquals(await imageFiles(), before, "the image's files are untouched");
   },
 );
 
