@@ -15,7 +15,7 @@ import { printable, splitArchivePath } from "./_names.ts";
 import { decompress } from "./decompress.ts";
 import { BundleError } from "./errors.ts";
 import { readTar, type TarEntry } from "./tar.ts";
-import { SparseWriter } from "./_sparse_writer.ts";
+import { SparseWriter } from "../host/sparse_writer.ts";
 
 /** What a bundle holds. */
 export type BundleKind = "image" | "kernel";

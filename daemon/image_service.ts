@@ -14,6 +14,7 @@ import { defaultImageName, parseImageRef } from "../catalog/oci_ref.ts";
 import { BangerError, errorMessage } from "../host/errors.ts";
 import { buildCacheDir, imagesDir, type Layout } from "../host/layout.ts";
 import type { PrivilegedOps } from "../host/privileged_ops.ts";
+import { copySparse } from "../host/sparse_writer.ts";
 import type { Store } from "../store/db.ts";
 import {
   deleteImage,
@@ -221,12 +222,12 @@ export class ImageService {
     if (image.dir) return image;
     await using staging = await createStaging(imagesDir(this.#deps.layout), name);
     ctx.progress("copy", `Copying ${image.rootfs}`);
-    await Deno.copyFile(image.rootfs, `${staging.path}/rootfs.ext4`);
+    const copy = (from: string, file: string) =>
+      copySparse(from, `${staging.path}/${file}`, { signal: ctx.signal });
+    await copy(image.rootfs, "rootfs.ext4");
     if (image.kernelFiles) {
-      await Deno.copyFile(image.kernelFiles.vmlinux, `${staging.path}/vmlinux`);
-      if (image.kernelFiles.initrd) {
-        await Deno.copyFile(image.kernelFiles.initrd, `${staging.path}/initrd.img`);
-      }
+      await copy(image.kernelFiles.vmlinux, "vmlinux");
+      if (image.kernelFiles.initrd) await copy(image.kernelFiles.initrd, "initrd.img");
     }
     const dir = `${imagesDir(this.#deps.layout)}/${name}`;
     using _pub = await this.#publish.acquire(ctx.signal);

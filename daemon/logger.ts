@@ -39,11 +39,13 @@ export class Logger {
     this.#bound = bound;
   }
 
-  /** A logger appending to `path` (created 0600). */
-  static toFile(path: string, level: LogLevel): Logger {
-    const file = Deno.openSync(path, { append: true, create: true, mode: 0o600 });
-    const enc = new TextEncoder();
-    return new Logger({ write: (line) => void file.writeSync(enc.encode(line)) }, level);
+  /**
+   * A logger appending to `path` (created 0600). Once the file passes `maxBytes` it is
+   * renamed to `<path>.1` (replacing the previous one) and a new file is started, so a
+   * long-lived daemon keeps at most about twice `maxBytes` of log.
+   */
+  static toFile(path: string, level: LogLevel, maxBytes = DEFAULT_LOG_BYTES): Logger {
+    return new Logger(new RotatingFile(path, maxBytes), level);
   }
 
   /** A logger that drops everything. */
@@ -82,6 +84,48 @@ export class Logger {
       ...fields,
     };
     this.#sink.write(JSON.stringify(line, replacer) + "\n");
+  }
+}
+
+/** Size at which the daemon log is rotated. */
+const DEFAULT_LOG_BYTES = 16 * 1024 * 1024;
+
+/** An append-only file sink that keeps one rotated generation (`<path>.1`). */
+class RotatingFile implements LogSink {
+  readonly #path: string;
+  readonly #maxBytes: number;
+  readonly #enc = new TextEncoder();
+  #file: Deno.FsFile;
+  #size: number;
+
+  constructor(path: string, maxBytes: number) {
+    this.#path = path;
+    this.#maxBytes = maxBytes;
+    this.#file = this.#open();
+    this.#size = this.#file.statSync().size;
+  }
+
+  write(line: string): void {
+    const bytes = this.#enc.encode(line);
+    if (this.#size > 0 && this.#size + bytes.length > this.#maxBytes) this.#rotate();
+    this.#file.writeSync(bytes);
+    this.#size += bytes.length;
+  }
+
+  #rotate(): void {
+    try {
+      Deno.renameSync(this.#path, `${this.#path}.1`);
+    } catch {
+      // Keep appending to the current file rather than lose lines.
+      return;
+    }
+    this.#file.close();
+    this.#file = this.#open();
+    this.#size = 0;
+  }
+
+  #open(): Deno.FsFile {
+    return Deno.openSync(this.#path, { append: true, create: true, mode: 0o600 });
   }
 }
 

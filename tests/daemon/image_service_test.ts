@@ -411,3 +411,45 @@ gatedTest(
     );
   },
 );
+
+gatedTest(
+  "ImageService.promote() copies a registered image into the store, sparse, keeping its id (root)",
+  needs,
+  async () => {
+    await using w = await world();
+    const outside = await Deno.makeTempDir({ dir: "/tmp", prefix: "bgi-reg-" });
+    try {
+      // A fully allocated 64 MiB ext4 file, as `dd` or `cp --sparse=never` would leave it.
+      const rootfs = `${outside}/disk.ext4`;
+      await Deno.writeFile(rootfs, new Uint8Array(64 * 1024 * 1024));
+      const mk = await new Deno.Command("mkfs.ext4", { args: ["-q", "-F", rootfs] }).output();
+      assert(mk.success, "mkfs.ext4");
+      await Deno.writeFile(`${outside}/vmlinux`, ELF);
+      const registered = await w.images.register(
+        { name: "mine", rootfs, kernel: `${outside}/vmlinux` },
+        ctx(),
+      );
+      assertEquals(registered.dir, undefined, "registered images stay where they are");
+
+      const promoted = await w.images.promote("mine", ctx());
+      const dir = `${imagesDir(w.layout)}/mine`;
+      assertEquals([promoted.id, promoted.dir, promoted.rootfs], [
+        registered.id,
+        dir,
+        `${dir}/rootfs.ext4`,
+      ]);
+      assertEquals(promoted.kernelFiles?.vmlinux, `${dir}/vmlinux`);
+      assertEquals(await Deno.readFile(promoted.rootfs), await Deno.readFile(rootfs));
+      assertEquals(await Deno.readFile(`${dir}/vmlinux`), ELF);
+      const blocks = async (p: string) => ((await Deno.stat(p)).blocks ?? 0) * 512;
+      assert(
+        await blocks(promoted.rootfs) < (await blocks(rootfs)) / 4,
+        `the copy keeps mkfs's empty space as holes: ${await blocks(promoted.rootfs)} bytes`,
+      );
+      assertEquals(stagingLeft(imagesDir(w.layout)), []);
+      assertEquals((await w.images.promote("mine", ctx())).rootfs, promoted.rootfs, "idempotent");
+    } finally {
+      await Deno.remove(outside, { recursive: true });
+    }
+  },
+);
