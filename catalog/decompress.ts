@@ -5,6 +5,7 @@
  * @module
  */
 
+import { concatBytes } from "../host/bytes.ts";
 import { Duplex } from "node:stream";
 import { createZstdDecompress } from "node:zlib";
 import { TarError } from "./errors.ts";
@@ -43,7 +44,7 @@ export async function decompress(input: ReadableStream<Uint8Array>): Promise<Dec
     head.push(value);
     length += value.length;
   }
-  const prefix = concat(head, length);
+  const prefix = head.length === 1 ? head[0] : concatBytes(head);
   const compression = sniff(prefix);
   const rejoined = new ReadableStream<Uint8Array>({
     start(controller) {
@@ -92,15 +93,4 @@ function sniff(b: Uint8Array): Compression {
     });
   }
   return "none";
-}
-
-function concat(chunks: Uint8Array[], length: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.length;
-  }
-  return out;
 }

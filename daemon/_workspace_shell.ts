@@ -6,7 +6,6 @@
  * @module
  */
 
-import { isHostKeyMismatch, sshArgs, SshError } from "../host/ssh.ts";
 import type { GuestAccess, GuestRef } from "./guest_access.ts";
 
 /** Options of {@linkcode GuestShell.run}. */
@@ -39,34 +38,7 @@ export class SshGuestShell implements GuestShell {
   constructor(readonly guest: GuestAccess, readonly vm: GuestRef) {}
 
   /** @throws {SshError} `unavailable` (ssh exit 255) or `failed_precondition` (host key). */
-  async run(argv: readonly string[], o: GuestShellRunOptions = {}): Promise<GuestShellResult> {
-    const args = sshArgs(this.guest.target(this.vm), argv, { batch: true, connectTimeout: 5 })
-      .map((a) => a === "ControlMaster=auto" ? "ControlMaster=no" : a);
-    const child = new Deno.Command("ssh", {
-      args,
-      stdin: o.stdin ? "piped" : "null",
-      stdout: "piped",
-      stderr: "piped",
-      signal: o.signal,
-    }).spawn();
-    // ssh may exit before reading everything (a failed guest command): its status is
-    // the error worth reporting, so a broken pipe here is not.
-    const feeding = o.stdin ? o.stdin.pipeTo(child.stdin).catch(() => {}) : Promise.resolve();
-    const out = await child.output();
-    await feeding;
-    const stderr = new TextDecoder().decode(out.stderr);
-    if (out.code === 255) {
-      if (isHostKeyMismatch(stderr)) {
-        throw new SshError(
-          `The host key of "${this.vm.name}.vm" changed since it was pinned: refusing to connect`,
-          { code: "failed_precondition" },
-        );
-      }
-      throw new SshError(
-        `Cannot reach "${this.vm.name}" over SSH: ${stderr.trim() || "ssh exited 255"}`,
-        { code: "unavailable" },
-      );
-    }
-    return { code: out.code, stdout: out.stdout, stderr };
+  run(argv: readonly string[], o: GuestShellRunOptions = {}): Promise<GuestShellResult> {
+    return this.guest.exec(this.vm, argv, { ...o, connectTimeoutS: 5 });
   }
 }

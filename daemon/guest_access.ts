@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type RunResult } from "../host/exec.ts";
+import { collectOutput, type RunResult, type StdinSource } from "../host/exec.ts";
 import { connectVsock } from "../host/vsock.ts";
 import { vmFiles } from "../host/layout.ts";
 import {
@@ -35,7 +35,10 @@ export interface GuestRef {
 export interface GuestExecOptions {
   timeoutMs?: number;
   signal?: AbortSignal;
-  stdin?: Uint8Array | string;
+  /** Written (or streamed) to the command's stdin, then closed. */
+  stdin?: StdinSource;
+  /** How long ssh may take to connect when there is no master. @default {3} */
+  connectTimeoutS?: number;
 }
 
 /** SSH and agent access to guests. */
@@ -68,7 +71,10 @@ export class GuestAccess {
     command: readonly string[],
     o: GuestExecOptions = {},
   ): Promise<RunResult> {
-    const args = sshArgs({ ...this.target(vm) }, command, { batch: true, connectTimeout: 3 });
+    const args = sshArgs(this.target(vm), command, {
+      batch: true,
+      connectTimeout: o.connectTimeoutS ?? 3,
+    });
     const withMaster = args.map((a) => a === "ControlMaster=auto" ? "ControlMaster=no" : a);
     const child = new Deno.Command("ssh", {
       args: withMaster,
@@ -77,25 +83,10 @@ export class GuestAccess {
       stderr: "piped",
       signal: combine(o.signal, o.timeoutMs),
     }).spawn();
-    if (o.stdin !== undefined) {
-      const w = child.stdin.getWriter();
-      await w.write(typeof o.stdin === "string" ? new TextEncoder().encode(o.stdin) : o.stdin)
-        .catch(() => {});
-      await w.close().catch(() => {});
-    }
-    const out = await child.output();
+    const out = await collectOutput(child, o.stdin);
     const stderr = new TextDecoder().decode(out.stderr);
     if (out.code === 255) {
-      if (isHostKeyMismatch(stderr)) {
-        throw new SshError(
-          `The host key of "${vm.name}.vm" changed since it was pinned: refusing to connect`,
-          {
-            code: "failed_precondition",
-            hint:
-              `if the VM was rebuilt on purpose: ssh-keygen -R ${vm.name}.vm -f ${this.knownHosts}`,
-          },
-        );
-      }
+      if (isHostKeyMismatch(stderr)) throw this.#hostKeyChanged(vm);
       throw new SshError(
         `Cannot reach "${vm.name}" over SSH: ${stderr.trim() || "ssh exited 255"}`,
         {
@@ -128,17 +119,18 @@ export class GuestAccess {
     }).output().catch(() => undefined);
     if (!out) return false;
     const stderr = new TextDecoder().decode(out.stderr);
-    if (isHostKeyMismatch(stderr)) {
-      throw new SshError(
-        `The host key of "${vm.name}.vm" changed since it was pinned: refusing to connect`,
-        {
-          code: "failed_precondition",
-          hint:
-            `if the VM was rebuilt on purpose: ssh-keygen -R ${vm.name}.vm -f ${this.knownHosts}`,
-        },
-      );
-    }
+    if (isHostKeyMismatch(stderr)) throw this.#hostKeyChanged(vm);
     return out.code === 0;
+  }
+
+  #hostKeyChanged(vm: GuestRef): SshError {
+    return new SshError(
+      `The host key of "${vm.name}.vm" changed since it was pinned: refusing to connect`,
+      {
+        code: "failed_precondition",
+        hint: `if the VM was rebuilt on purpose: ssh-keygen -R ${vm.name}.vm -f ${this.knownHosts}`,
+      },
+    );
   }
 
   /** Closes the master connection, if any. */

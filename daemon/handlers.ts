@@ -11,32 +11,24 @@ import type { METHODS } from "./api.ts";
 import type { BulkResult } from "./api/vm.ts";
 import type { DaemonStatus } from "./api/daemon.ts";
 import type { Handlers } from "./rpc_server.ts";
-import type { ImageService } from "./image_service.ts";
-import type { KernelService } from "./kernel_service.ts";
-import type { VmService } from "./vm_service.ts";
-import type { VmDeps } from "./vm_deps.ts";
+import type { DaemonServices } from "./services.ts";
 import { guestHealth, inspectVm, readLogs, sshInvocation, vmStats } from "./vm_inspect.ts";
 import { guestPorts } from "./vm_ports.ts";
-import type { WorkspaceService } from "./workspace_service.ts";
 import { resolveVmRef } from "./vm_spec.ts";
 import { imageView, kernelView } from "./views.ts";
-import type { SshConfigManager } from "./ssh_config_manager.ts";
 import type { BulkOutcome } from "./vm_service.ts";
 import { pruneCache } from "./cache_prune.ts";
-import type { Layout } from "../host/layout.ts";
 
-/** The services the handlers call. */
-export interface HandlerServices {
-  layout: Layout;
-  images: ImageService;
-  kernels: KernelService;
-  vms: VmService;
-  vmDeps: VmDeps;
-  workspaces: WorkspaceService;
-  sshConfig: SshConfigManager;
-  status(opId: string): DaemonStatus;
-  shutdown(force: boolean, opId: string): { pid: number };
-}
+/** The services the handlers call, and the daemon's own status and shutdown. */
+export type HandlerServices =
+  & Pick<
+    DaemonServices,
+    "layout" | "images" | "kernels" | "vms" | "vmDeps" | "workspaces" | "sshConfig"
+  >
+  & {
+    status(opId: string): DaemonStatus;
+    shutdown(force: boolean, opId: string): { pid: number };
+  };
 
 /** Every daemon method's implementation. */
 export function buildHandlers(s: HandlerServices): Handlers<typeof METHODS> {

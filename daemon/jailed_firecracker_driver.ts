@@ -12,12 +12,11 @@
 
 import { writeFileAtomic } from "../host/atomic_file.ts";
 import type { Firecracker } from "../host/firecracker.ts";
-import { renderKernelCmdline } from "../host/kernel_cmdline.ts";
 import { vmFiles } from "../host/layout.ts";
 import type { PrivilegedOps } from "../host/privileged_ops.ts";
 import { BangerError } from "../host/errors.ts";
 import type { VmmDriver, VmmLaunch, VmmStats } from "./vmm_driver.ts";
-import { FirecrackerDriver } from "./vmm_firecracker.ts";
+import { bootGuest, FirecrackerDriver } from "./vmm_firecracker.ts";
 
 const API_WAIT_MS = 10_000;
 const POLL_MS = 20;
@@ -55,19 +54,7 @@ export class JailedFirecrackerDriver implements VmmDriver {
       await relink(jail.serialLog, `${spec.vmDir}/${vmFiles.serialLog}`);
       await writeFileAtomic(`${spec.vmDir}/${vmFiles.pidFile}`, `${jail.pid}\n`);
       const vmm = await waitForApi(this.#plain, spec.vmDir, spec.signal);
-      await vmm.configure({
-        vmDir: spec.vmDir,
-        kernelPath: spec.kernel,
-        initrdPath: spec.initrd,
-        bootArgs: renderKernelCmdline({ vmm: "firecracker", init: spec.init }),
-        rootDisk: spec.rootDisk,
-        workDisk: spec.workDisk,
-        network: { tapName: spec.tap, guestIp: spec.guestIp },
-        vcpuCount: spec.vcpu,
-        memSizeMib: spec.memoryMib,
-        vsockCid: spec.vsockCid,
-      }, spec.signal);
-      await vmm.start(spec.signal);
+      await bootGuest(vmm, spec);
     } catch (err) {
       await this.kill(jail.pid, spec.vmDir, "SIGKILL").catch(() => false);
       await this.waitExit(jail.pid, spec.vmDir, 5000).catch(() => false);

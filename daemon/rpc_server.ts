@@ -6,6 +6,7 @@
  * @module
  */
 
+import { concatBytes } from "../host/bytes.ts";
 import { BangerError, errorMessage } from "../host/errors.ts";
 import { SchemaError } from "../host/schema.ts";
 import type { Logger } from "./logger.ts";
@@ -310,7 +311,7 @@ async function readJsonBody(req: Request): Promise<unknown> {
       chunks.push(chunk);
     }
   }
-  const text = new TextDecoder().decode(concat(chunks, size));
+  const text = new TextDecoder().decode(concatBytes(chunks));
   if (text.trim() === "") return {};
   try {
     return JSON.parse(text);
@@ -327,16 +328,6 @@ function tooLarge(): RequestError {
     "too_large",
     `Cannot accept request body: it is larger than ${MAX_BODY_BYTES} bytes`,
   );
-}
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
 
 /** Maps anything a handler threw to the wire error body. */

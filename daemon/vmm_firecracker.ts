@@ -17,6 +17,23 @@ import {
   type VmmStats,
 } from "./vmm_driver.ts";
 
+/** Configures a VMM whose API answers for `spec` and starts the guest. */
+export async function bootGuest(vmm: Firecracker, spec: VmmLaunch): Promise<void> {
+  await vmm.configure({
+    vmDir: spec.vmDir,
+    kernelPath: spec.kernel,
+    initrdPath: spec.initrd,
+    bootArgs: renderKernelCmdline({ vmm: "firecracker", init: spec.init }),
+    rootDisk: spec.rootDisk,
+    workDisk: spec.workDisk,
+    network: { tapName: spec.tap, guestIp: spec.guestIp },
+    vcpuCount: spec.vcpu,
+    memSizeMib: spec.memoryMib,
+    vsockCid: spec.vsockCid,
+  }, spec.signal);
+  await vmm.start(spec.signal);
+}
+
 /** Bounds of the stop sequence. */
 const STOP = { ctrlAltDelWaitMs: 10_000, killWaitMs: 5_000 };
 
@@ -48,19 +65,7 @@ export class FirecrackerDriver implements VmmDriver {
     });
     this.#launched.set(spec.vmDir, vmm);
     try {
-      await vmm.configure({
-        vmDir: spec.vmDir,
-        kernelPath: spec.kernel,
-        initrdPath: spec.initrd,
-        bootArgs: renderKernelCmdline({ vmm: "firecracker", init: spec.init }),
-        rootDisk: spec.rootDisk,
-        workDisk: spec.workDisk,
-        network: { tapName: spec.tap, guestIp: spec.guestIp },
-        vcpuCount: spec.vcpu,
-        memSizeMib: spec.memoryMib,
-        vsockCid: spec.vsockCid,
-      }, spec.signal);
-      await vmm.start(spec.signal);
+      await bootGuest(vmm, spec);
     } catch (err) {
       await vmm.kill("SIGKILL").catch(() => false);
       await vmm.waitForExit(5000).catch(() => false);

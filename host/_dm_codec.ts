@@ -6,6 +6,7 @@
  * @module
  */
 
+import { concatBytes } from "./bytes.ts";
 import { BangerError } from "./errors.ts";
 
 // <linux/dm-ioctl.h> (uapi 4.47.0; layout checked with gcc, reference §5.3)
@@ -175,13 +176,7 @@ export function encodeTargets(targets: readonly DmTarget[]): Uint8Array {
     spec.set(params, DM_TARGET_SPEC_SIZE);
     return spec;
   });
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** The whole `DM_TABLE_LOAD` buffer for `name`. Pure. */

@@ -6,6 +6,7 @@
  */
 
 import { BangerError } from "./errors.ts";
+import { collectOutput } from "./exec.ts";
 
 /** A git repository that cannot be used, or a git command that failed. */
 export class GitError extends BangerError {}
@@ -57,13 +58,7 @@ export async function gitRaw(
       cause: err,
     });
   }
-  if (o.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(typeof o.stdin === "string" ? new TextEncoder().encode(o.stdin) : o.stdin)
-      .catch(() => {});
-    await w.close().catch(() => {});
-  }
-  const out = await child.output();
+  const out = await collectOutput(child, o.stdin);
   return { code: out.code, stdout: out.stdout, stderr: new TextDecoder().decode(out.stderr) };
 }
 

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { concatBytes } from "./bytes.ts";
 import { BangerError } from "./errors.ts";
 import { failure, libc, type PeerCredentials, peerCredentials } from "./libc.ts";
 
@@ -111,13 +112,7 @@ export class UnixConnection implements Disposable {
       chunks.push(part);
       if (nl !== -1) break;
     }
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const c of chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    return concatBytes(chunks);
   }
 
   /**

@@ -35,6 +35,31 @@ export interface RunResult {
 
 const STDERR_TAIL_LINES = 8;
 
+/** What a program reads on stdin: bytes, text, or a stream (never buffered whole). */
+export type StdinSource = Uint8Array | string | ReadableStream<Uint8Array>;
+
+/**
+ * Feeds `stdin` (when given; the child must have been spawned with `stdin: "piped"`)
+ * while collecting the child's output, so a large input cannot deadlock against a full
+ * stdout pipe. A program that exits without reading everything makes the feeding fail;
+ * its exit status is the error worth reporting, so that failure is ignored.
+ */
+export async function collectOutput(
+  child: Deno.ChildProcess,
+  stdin?: StdinSource,
+): Promise<Deno.CommandOutput> {
+  let feeding = Promise.resolve();
+  if (stdin !== undefined) {
+    const stream = stdin instanceof ReadableStream
+      ? stdin
+      : ReadableStream.from([typeof stdin === "string" ? new TextEncoder().encode(stdin) : stdin]);
+    feeding = stream.pipeTo(child.stdin).catch(() => {});
+  }
+  const out = await child.output();
+  await feeding;
+  return out;
+}
+
 /**
  * Runs `program` to completion and captures its output.
  *
@@ -83,17 +108,7 @@ export async function run(
   } catch (err) {
     throw failure(null, null, err instanceof Error ? err.message : String(err));
   }
-  if (options.stdin !== undefined) {
-    const bytes = typeof options.stdin === "string"
-      ? new TextEncoder().encode(options.stdin)
-      : options.stdin;
-    const writer = child.stdin.getWriter();
-    // A program that exits without reading all of stdin makes the write fail; its exit
-    // status below is the error worth reporting.
-    await writer.write(bytes).catch(() => {});
-    await writer.close().catch(() => {});
-  }
-  const out = await child.output();
+  const out = await collectOutput(child, options.stdin);
   const stderr = new TextDecoder().decode(out.stderr);
   const ok = options.okCodes ?? [0];
   if (signal?.aborted || out.signal !== null || !ok.includes(out.code)) {

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { concatBytes } from "./bytes.ts";
 import type { Ext4Check } from "./ext4.ts";
 import {
   HELPER_PING,
@@ -201,13 +202,7 @@ async function readAll(conn: Deno.UnixConn, signal: AbortSignal): Promise<string
   } finally {
     signal.removeEventListener("abort", onAbort);
   }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return new TextDecoder().decode(out);
+  return new TextDecoder().decode(concatBytes(chunks));
 }
 
 function unwrap(op: string, text: string): unknown {

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { concatBytes } from "./bytes.ts";
 import { type LibcSymbols, loadLibc } from "./_libc.ts";
 import { BangerError, type ErrorCode } from "./errors.ts";
 
@@ -438,13 +439,7 @@ export class Fd implements Disposable {
       chunks.push(buf.subarray(0, n));
       total += n;
     }
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const c of chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    return concatBytes(chunks);
   }
 
   /** write(2) all of `buf` at the current position. */

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { concatBytes } from "./bytes.ts";
 import { BangerError } from "./errors.ts";
 
 /** A vsock connection could not be opened or broke. */
@@ -71,7 +72,7 @@ export class VsockConnection implements Disposable {
    */
   async readLine(maxBytes: number = DEFAULT_MAX_LINE): Promise<string | undefined> {
     const line = await readUntilNewline((b) => this.read(b), maxBytes, (rest) => {
-      this.#pending = concat(rest, this.#pending);
+      this.#pending = concatBytes([rest, this.#pending]);
     });
     if (line.kind === "eof") return undefined;
     if (line.kind !== "line") {
@@ -211,13 +212,6 @@ async function readUntilNewline(
     if (n === null) {
       return acc.length === 0 ? { kind: "eof" } : { kind: "the stream ended inside a line" };
     }
-    acc = concat(acc, chunk.subarray(0, n));
+    acc = concatBytes([acc, chunk.subarray(0, n)]);
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

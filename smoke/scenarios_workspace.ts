@@ -6,6 +6,7 @@
  */
 
 import { assert, assertEquals, assertStringIncludes } from "../tests/fixtures/assert.ts";
+import { git } from "../tests/fixtures/git.ts";
 import { expectCode, expectOk, json, type Scenario, type ScenarioContext } from "./scenario.ts";
 
 /** Creates the shared fixture repo: tracked files, an untracked file and an ignored one. */
@@ -15,27 +16,11 @@ export async function createFixtureRepo(dir: string): Promise<void> {
   await Deno.writeTextFile(`${dir}/src/test.sh`, "#!/bin/sh\necho tests pass\n");
   await Deno.chmod(`${dir}/src/test.sh`, 0o755);
   await Deno.writeTextFile(`${dir}/.gitignore`, "*.log\n");
-  const git = (...args: string[]) =>
-    new Deno.Command("git", {
-      args: ["-c", "user.name=smoke", "-c", "user.email=smoke@banger.test", ...args],
-      cwd: dir,
-      stdout: "null",
-      stderr: "null",
-    }).output();
-  await git("init", "-q", "-b", "main");
-  await git("add", "-A");
-  await git("commit", "-q", "-m", "fixture");
+  await git(dir, "init", "-q", "-b", "main");
+  await git(dir, "add", "-A");
+  await git(dir, "commit", "-q", "-m", "fixture");
   await Deno.writeTextFile(`${dir}/untracked.txt`, "not committed\n");
   await Deno.writeTextFile(`${dir}/secret.log`, "ignored\n");
-}
-
-async function gitOut(dir: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command("git", { args, cwd: dir, stdout: "piped", stderr: "piped" })
-    .output();
-  if (!out.success) {
-    throw new Error(`git ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  return new TextDecoder().decode(out.stdout);
 }
 
 async function prepared(c: ScenarioContext, label: string, ...flags: string[]): Promise<string> {
@@ -43,6 +28,11 @@ async function prepared(c: ScenarioContext, label: string, ...flags: string[]): 
   await c.ok(["vm", "create", "--name", name]);
   await c.ok(["vm", "workspace", "prepare", name, c.repo, ...flags]);
   return name;
+}
+
+/** The trimmed output of `banger vm exec <name> -- <argv>`, which must succeed. */
+async function guest(c: ScenarioContext, name: string, ...argv: string[]): Promise<string> {
+  return (await c.ok(["vm", "exec", name, "--", ...argv])).stdout.trim();
 }
 
 /** The workspace scenarios. */
@@ -97,11 +87,8 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
     class: "repodir",
     async run(c) {
       const name = await prepared(c, "exec");
-      assertEquals((await c.ok(["vm", "exec", name, "--", "pwd"])).stdout.trim(), "/root/repo");
-      assertEquals(
-        (await c.ok(["vm", "exec", name, "--", "./src/test.sh"])).stdout.trim(),
-        "tests pass",
-      );
+      assertEquals(await guest(c, name, "pwd"), "/root/repo");
+      assertEquals(await guest(c, name, "./src/test.sh"), "tests pass");
       expectCode(
         await c.banger(["vm", "exec", name, "--", "sh", "-c", "exit 3"]),
         3,
@@ -135,9 +122,9 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
       const patch = `${c.scratch}/changes.patch`;
       await c.ok(["vm", "workspace", "export", name, "--output", patch]);
       const clone = `${c.scratch}/clone`;
-      await gitOut(c.scratch, "clone", "-q", c.repo, clone);
-      await gitOut(clone, "apply", "--check", patch);
-      await gitOut(clone, "apply", patch);
+      await git(c.scratch, "clone", "-q", c.repo, clone);
+      await git(clone, "apply", "--check", patch);
+      await git(clone, "apply", patch);
       assertStringIncludes(await Deno.readTextFile(`${clone}/README.md`), "changed");
       assertEquals(await Deno.readTextFile(`${clone}/later.txt`), "after-commit\n");
       assertEquals((await Deno.readFile(`${clone}/blob.bin`)).length, 8);
@@ -154,20 +141,16 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
     class: "repodir",
     async run(c) {
       const name = await prepared(c, "base");
-      const base = (await c.ok(["vm", "exec", name, "--", "git", "rev-parse", "HEAD"])).stdout
-        .trim();
-      await c.ok([
-        "vm",
-        "exec",
+      const base = await guest(c, name, "git", "rev-parse", "HEAD");
+      await guest(
+        c,
         name,
-        "--",
         "sh",
         "-c",
         "echo one > one.txt && git add one.txt && git -c user.name=g -c user.email=g@x commit -qm one",
-      ]);
-      const mid = (await c.ok(["vm", "exec", name, "--", "git", "rev-parse", "HEAD"])).stdout
-        .trim();
-      await c.ok(["vm", "exec", name, "--", "sh", "-c", "echo two > two.txt"]);
+      );
+      const mid = await guest(c, name, "git", "rev-parse", "HEAD");
+      await guest(c, name, "sh", "-c", "echo two > two.txt");
       const all = (await c.ok(["vm", "workspace", "export", name, "--base-commit", base])).stdout;
       const later = (await c.ok(["vm", "workspace", "export", name, "--base-commit", mid])).stdout;
       assertStringIncludes(all, "one.txt");
@@ -182,13 +165,10 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
     class: "repodir",
     async run(c) {
       const name = await prepared(c, "ss");
-      await c.ok(["vm", "exec", name, "--", "sh", "-c", "echo kept > marker.txt"]);
+      await guest(c, name, "sh", "-c", "echo kept > marker.txt");
       await c.ok(["vm", "stop", name]);
       await c.ok(["vm", "start", name]);
-      assertEquals(
-        (await c.ok(["vm", "exec", name, "--", "cat", "marker.txt"])).stdout.trim(),
-        "kept",
-      );
+      assertEquals(await guest(c, name, "cat", "marker.txt"), "kept");
       await c.ok(["vm", "delete", name]);
     },
   },
@@ -199,8 +179,7 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
     async run(c) {
       const name = await prepared(c, "ro", "--readonly");
       // root ignores modes, so look at the bits themselves.
-      const r = await c.ok(["vm", "exec", name, "--", "stat", "-c", "%A", "README.md"]);
-      assertEquals(r.stdout.trim(), "-r--r--r--");
+      assertEquals(await guest(c, name, "stat", "-c", "%A", "README.md"), "-r--r--r--");
       await c.ok(["vm", "delete", name]);
     },
   },
@@ -211,9 +190,9 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
     class: "repodir",
     async run(c) {
       const name = await prepared(c, "full", "--mode", "full_copy", "--include-untracked");
-      const r = await c.ok(["vm", "exec", name, "--", "ls", "-a"]);
-      assertStringIncludes(r.stdout, "untracked.txt");
-      assertStringIncludes(r.stdout, ".git");
+      const listing = await guest(c, name, "ls", "-a");
+      assertStringIncludes(listing, "untracked.txt");
+      assertStringIncludes(listing, ".git");
       const shown = json<{ workspace?: { mode: string } }>(
         await c.ok(["vm", "show", name, "--json"]),
       );

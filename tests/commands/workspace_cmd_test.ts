@@ -2,21 +2,12 @@
  * The workspace commands through the real CLI and daemon processes (simulated guests in
  * a netns): dry runs, refusals with their messages and exit codes, and `vm ports`.
  */
+import { git } from "../fixtures/git.ts";
 import { assert, assertEquals, assertStringIncludes } from "../fixtures/assert.ts";
 import { daemonProcess } from "../fixtures/daemon_process.ts";
 import { gatedTest, programs, root } from "../fixtures/requires.ts";
 
 const needs = [root(), programs("ip", "nft", "mkfs.ext4", "debugfs", "git")];
-
-async function git(dir: string, ...args: string[]): Promise<void> {
-  const out = await new Deno.Command("git", {
-    args: ["-c", "user.name=t", "-c", "user.email=t@example.com", ...args],
-    cwd: dir,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-}
 
 gatedTest(
   "banger vm workspace/run/exec/ports: dry runs list files and create nothing, refusals say what to do (root, netns)",

@@ -1,3 +1,4 @@
+import { bytes, type Part } from "../fixtures/dns_packets.ts";
 import { assert, assertEquals, assertThrows } from "../fixtures/assert.ts";
 import {
   decodeDnsMessage,
@@ -7,20 +8,6 @@ import {
   DnsType,
   encodeDnsMessage,
 } from "../../daemon/dns_wire.ts";
-
-type Part = number | string | Part[];
-
-/** Packet bytes from numbers, ASCII strings and groups of them, so packets read like the RFC. */
-function bytes(...parts: Part[]): Uint8Array {
-  const out: number[] = [];
-  const add = (p: Part): void => {
-    if (typeof p === "number") out.push(p);
-    else if (typeof p === "string") { for (const c of p) out.push(c.charCodeAt(0)); }
-    else p.forEach(add);
-  };
-  parts.forEach(add);
-  return Uint8Array.from(out);
-}
 
 function message(fields: Partial<DnsMessage>): DnsMessage {
   return {

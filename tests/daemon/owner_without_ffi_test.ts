@@ -14,7 +14,7 @@ import { storePath } from "../../host/layout.ts";
 import { readProcFile } from "../../host/procfs.ts";
 import { Store } from "../../store/db.ts";
 import { assert, assertEquals, assertStringIncludes } from "../fixtures/assert.ts";
-import { taskFlags } from "../fixtures/banger_cli.ts";
+import { taskFlags, waitForPath } from "../fixtures/banger_cli.ts";
 import { Netns } from "../fixtures/netns.ts";
 import { gatedTest, programs, root } from "../fixtures/requires.ts";
 import { seedImage, testConfig } from "../fixtures/seed_image.ts";
@@ -112,16 +112,6 @@ Deno.test("the owner and compile tasks have no --allow-ffi; the helper and dev t
 
 // --- the runtime proof --------------------------------------------------------------
 
-async function waitFor(path: string, child: Deno.ChildProcess): Promise<void> {
-  let exited = false;
-  child.status.then(() => exited = true, () => exited = true);
-  for (let i = 0; i < 600 && !exited; i++) {
-    if (await Deno.lstat(path).then(() => true, () => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${path} did not appear${exited ? " (its process exited)" : ""}`);
-}
-
 gatedTest(
   "the owner daemon and CLI run without --allow-ffi: create, stop, start, adopt after a restart, kill, delete and doctor through the root helper (root, netns, setpriv)",
   [root(), programs("setpriv", "ip", "mkfs.ext4", "pkill")],
@@ -168,8 +158,8 @@ gatedTest(
       assertEquals(r.code, 0, `banger ${args.join(" ")}: ${r.stderr}`);
     };
     try {
-      await waitFor(`${sys.root}/run/banger-root/helper.sock`, helper);
-      await waitFor(`${sys.layout.runtimeDir}/daemon.sock`, daemon);
+      await waitForPath(`${sys.root}/run/banger-root/helper.sock`, helper);
+      await waitForPath(`${sys.layout.runtimeDir}/daemon.sock`, daemon);
       await t.step("the owner daemon runs as the owner without --allow-ffi", async () => {
         const pid = await daemonPid();
         const status = readProcFile(`/proc/${pid}/status`);
@@ -199,7 +189,7 @@ gatedTest(
           await ok(["daemon", "stop"]);
           await daemon.status;
           daemon = spawn(ownerArgv(["daemon"]));
-          await waitFor(`${sys.layout.runtimeDir}/daemon.sock`, daemon);
+          await waitForPath(`${sys.layout.runtimeDir}/daemon.sock`, daemon);
           const after = await show("a");
           assertEquals([after.status, after.pid, after.errors], ["running", before.pid, []]);
         },

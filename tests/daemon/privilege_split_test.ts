@@ -11,12 +11,11 @@
 import { storePath } from "../../host/layout.ts";
 import { readProcFile } from "../../host/procfs.ts";
 import { Store } from "../../store/db.ts";
-import { upsertImage } from "../../store/images.ts";
-import { upsertKernel } from "../../store/kernels.ts";
 import { assert, assertEquals, assertStringIncludes } from "../fixtures/assert.ts";
-import { taskFlags } from "../fixtures/banger_cli.ts";
+import { deleteVmsAndStop, taskFlags, waitForPath } from "../fixtures/banger_cli.ts";
 import { guestArtifacts, guestArtifactsRequirements } from "../fixtures/guest_artifacts.ts";
 import { Netns } from "../fixtures/netns.ts";
+import { recordGuest } from "../fixtures/seed_image.ts";
 import { gatedTest, programs, type Requirement, root } from "../fixtures/requires.ts";
 import {
   asOwner,
@@ -50,34 +49,15 @@ async function seedRealGuest(sys: SystemRoot): Promise<void> {
   await cp(art.vmlinux, `${kdir}/vmlinux`);
   await cp(art.initrd, `${kdir}/initrd.img`);
   await cp(art.rootfs, `${idir}/rootfs.ext4`);
-  const size = (await Deno.stat(`${idir}/rootfs.ext4`)).size;
-  const now = new Date().toISOString();
   {
     using store = Store.open(storePath(sys.layout));
-    store.write((db) => {
-      upsertKernel(db, {
-        name: "debian-kernel",
-        dir: kdir,
-        vmlinux: `${kdir}/vmlinux`,
-        initrd: `${kdir}/initrd.img`,
-        version: "test",
-        arch: "x86_64",
-        sha256: "0".repeat(64),
-        source: { kind: "import", from: "test" },
-        createdAt: now,
-      });
-      upsertImage(db, {
-        id: "00000000000000bb",
-        name: "debian",
-        kernelName: "debian-kernel",
-        rootfs: `${idir}/rootfs.ext4`,
-        dir: idir,
-        sizeBytes: size,
-        source: { kind: "register" },
-        hasGuestPieces: true,
-        createdAt: now,
-        updatedAt: now,
-      });
+    recordGuest(store, {
+      id: "00000000000000bb",
+      image: "debian",
+      kernel: "debian-kernel",
+      kernelDir: kdir,
+      imageDir: idir,
+      sizeBytes: (await Deno.stat(`${idir}/rootfs.ext4`)).size,
     });
   }
   const chown = ["-R", `${OWNER.uid}:${OWNER.gid}`, state];
@@ -137,7 +117,7 @@ async function split(): Promise<Split> {
       stdout: "null",
       stderr: "inherit",
     }).spawn();
-    await waitFor(`${sys.root}/run/banger-root/helper.sock`);
+    await waitForPath(`${sys.root}/run/banger-root/helper.sock`);
   };
   const stopHelper = async () => {
     helper?.kill("SIGTERM");
@@ -165,7 +145,7 @@ async function split(): Promise<Split> {
     stdout: "null",
     stderr: "inherit",
   }).spawn();
-  await waitFor(`${sys.layout.runtimeDir}/daemon.sock`);
+  await waitForPath(`${sys.layout.runtimeDir}/daemon.sock`);
   const cli = (args: string[]) =>
     ns.run(asOwner([Deno.execPath(), "run", ...taskFlags("owner"), main, ...args], env));
   return {
@@ -177,12 +157,7 @@ async function split(): Promise<Split> {
     daemonPid: () => Number(Deno.readTextFileSync(`${sys.layout.runtimeDir}/daemon.pid`).trim()),
     async [Symbol.asyncDispose]() {
       try {
-        const list = await cli(["vm", "list", "--json"]);
-        const names = list.code === 0
-          ? (JSON.parse(list.stdout) as { name: string }[]).map((v) => v.name)
-          : [];
-        if (names.length) await cli(["vm", "delete", ...names]);
-        await cli(["daemon", "stop", "--force"]);
+        await deleteVmsAndStop(cli);
       } finally {
         daemon.kill("SIGKILL");
         await daemon.status.catch(() => {});
@@ -194,14 +169,6 @@ async function split(): Promise<Split> {
       }
     },
   };
-}
-
-async function waitFor(path: string): Promise<void> {
-  for (let i = 0; i < 600; i++) {
-    if (await Deno.lstat(path).then(() => true, () => false)) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${path} did not appear`);
 }
 
 gatedTest(

@@ -3,6 +3,7 @@
  * boot, then prepare → exec (exit code) → edit in the guest → export → `git apply` on
  * the host, and `vm ports` finding servers started in the guest.
  */
+import { git } from "../fixtures/git.ts";
 import { assert, assertEquals, assertStringIncludes } from "../fixtures/assert.ts";
 import { taskFlags } from "../fixtures/banger_cli.ts";
 import { guestArtifacts, guestArtifactsRequirements } from "../fixtures/guest_artifacts.ts";
@@ -10,17 +11,6 @@ import { Netns } from "../fixtures/netns.ts";
 import { gatedTest, programs } from "../fixtures/requires.ts";
 
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-
-async function git(dir: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command("git", {
-    args: ["-c", "user.name=t", "-c", "user.email=t@example.com", ...args],
-    cwd: dir,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-  return new TextDecoder().decode(out.stdout).trim();
-}
 
 /** A host repo whose `check.sh` fails (exit 3) until a file `ok` exists. */
 async function hostRepo(dir: string): Promise<void> {
@@ -55,6 +45,8 @@ gatedTest(
       assertEquals(r.code, 0, `banger ${args.join(" ")}: ${r.stderr}`);
       return r;
     };
+    /** `banger vm exec wsg -- <argv>`, whatever its exit code. */
+    const inGuest = (...argv: string[]) => cli("vm", "exec", "wsg", "--", ...argv);
     try {
       await Deno.mkdir(`${home}/config`, { recursive: true, mode: 0o700 });
       await Deno.chmod(home, 0o700);
@@ -89,17 +81,9 @@ gatedTest(
       });
 
       await t.step("exec propagates the exit code and runs in the workspace", async () => {
-        const failing = await cli("vm", "exec", "wsg", "--", "sh", "./check.sh");
+        const failing = await inGuest("sh", "./check.sh");
         assertEquals([failing.code, failing.stdout], [3, "checking\n"]);
-        const passing = await cli(
-          "vm",
-          "exec",
-          "wsg",
-          "--",
-          "sh",
-          "-c",
-          "touch ok && sh ./check.sh",
-        );
+        const passing = await inGuest("sh", "-c", "touch ok && sh ./check.sh");
         assertEquals(passing.code, 0, passing.stderr);
       });
 
@@ -125,16 +109,7 @@ gatedTest(
           );
           const patch = `${top}/guest.patch`;
           await ok("vm", "workspace", "export", "wsg", "--output", patch);
-          const same = await cli(
-            "vm",
-            "exec",
-            "wsg",
-            "--",
-            "md5sum",
-            "-c",
-            "--quiet",
-            "/tmp/index.before",
-          );
+          const same = await inGuest("md5sum", "-c", "--quiet", "/tmp/index.before");
           assertEquals(same.code, 0, `the guest index changed: ${same.stdout}${same.stderr}`);
           const text = await Deno.readTextFile(patch);
           assertStringIncludes(text, "GIT binary patch");

@@ -3,6 +3,7 @@
  * locks (DESIGN.md invariant 5), dry runs, and exec's command line and refusals. Guest
  * I/O goes through the GuestShell seam: a blocking fake, or a local directory.
  */
+import { git } from "../fixtures/git.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "../fixtures/assert.ts";
 import { BlockingShell, LocalShell } from "../fixtures/guest_shell.ts";
 import { gatedTest, programs, root } from "../fixtures/requires.ts";
@@ -13,17 +14,6 @@ import { WorkspaceService } from "../../daemon/workspace_service.ts";
 import { VmStateError } from "../../daemon/vm_service.ts";
 
 const needs = [root(), programs("ip", "nft", "mkfs.ext4", "debugfs", "git", "tar")];
-
-async function git(dir: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command("git", {
-    args: ["-c", "user.name=t", "-c", "user.email=t@example.com", ...args],
-    cwd: dir,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-  return new TextDecoder().decode(out.stdout).trim();
-}
 
 async function tempRepo(): Promise<{ dir: string } & AsyncDisposable> {
   const dir = await Deno.makeTempDir({ prefix: "bg-wsrepo-" });

@@ -2,6 +2,7 @@
  * Workspace prepare and export against real git and tar, with the "guest" a local
  * directory behind the GuestShell seam (no VM needed).
  */
+import { git } from "../fixtures/git.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "../fixtures/assert.ts";
 import { gatedTest, programs } from "../fixtures/requires.ts";
 import { LocalShell } from "../fixtures/guest_shell.ts";
@@ -16,19 +17,6 @@ import {
 import { GitError } from "../../host/git.ts";
 
 const needs = [programs("git", "tar")];
-
-async function git(dir: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command("git", {
-    args: ["-c", "user.name=t", "-c", "user.email=t@example.com", ...args],
-    cwd: dir,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new Error(`git ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  return new TextDecoder().decode(out.stdout).trim();
-}
 
 /** A host repo (committed a.txt, lib/b.txt, tool.sh, .gitignore) and an empty "guest" dir. */
 async function fixture(): Promise<{ host: string; guest: string } & AsyncDisposable> {

@@ -1,24 +1,9 @@
+import { git } from "../fixtures/git.ts";
 import { assert, assertEquals, assertRejects } from "../fixtures/assert.ts";
 import { gatedTest, programs, root } from "../fixtures/requires.ts";
 import { GitError, GitRepo, SNAPSHOT_REF } from "../../host/git.ts";
 
 const needsGit = [programs("git")];
-
-/** Runs git in `dir` with a fixed identity; returns trimmed stdout. */
-async function git(dir: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command("git", {
-    args: ["-c", "user.name=t", "-c", "user.email=t@example.com", ...args],
-    cwd: dir,
-    stdout: "piped",
-    stderr: "piped",
-    env: { GIT_CONFIG_NOSYSTEM: "1", HOME: dir },
-  }).output();
-  const text = new TextDecoder().decode(out.stdout).trim();
-  if (!out.success) {
-    throw new Error(`git ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  return text;
-}
 
 /** A temp repo with one commit (a.txt, dir/b.txt), removed on dispose. */
 async function tempRepo(): Promise<{ dir: string } & AsyncDisposable> {
