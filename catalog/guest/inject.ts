@@ -50,10 +50,15 @@ const MASKED_UNITS = [
   "systemd-pstore.service",
 ];
 
-/** The guest's `/etc/fstab`. */
+/**
+ * The guest's `/etc/fstab`. The work disk holds `/root/.ssh/authorized_keys`, so its mount
+ * must not give up while udev is still working through coldplug: on a loaded host under
+ * software emulation that takes well over the 5 s once used here, and a missed mount
+ * locked SSH out for the whole boot timeout. `nofail` keeps a VM without one booting.
+ */
 const FSTAB = `# banger: / is /dev/vda (mounted by the initramfs); /root is this VM's work disk
 /dev/vda / ext4 rw,relatime 0 0
-/dev/vdb /root ext4 rw,relatime,nofail,x-systemd.device-timeout=5s 0 2
+/dev/vdb /root ext4 rw,relatime,nofail,x-systemd.device-timeout=2min 0 2
 `;
 
 /**
