@@ -11,9 +11,9 @@ import { runCli } from "./commands/cli.ts";
 import { importLazily } from "./commands/_lazy.ts";
 import type { CliEnv } from "./commands/env.ts";
 import type { DoctorReport } from "./daemon/api/daemon.ts";
-import { RpcClient } from "./commands/rpc_client.ts";
+import { RpcClient } from "./commands/client/rpc_client.ts";
 import type { SystemLocalOps } from "./commands/system_cmd.ts";
-import { BANGER_VERSION } from "./daemon/rpc_protocol.ts";
+import { BANGER_VERSION } from "./daemon/api/protocol.ts";
 import {
   daemonPidLock,
   daemonSocket,
@@ -78,7 +78,7 @@ function systemLocal(): { system: SystemLocalOps } {
         daemonExec(bin?: string): string[];
         helperExec(bin?: string): string[];
       }): SystemLocalOps;
-    }>(new URL("./host/system_local_ops.ts", import.meta.url)).then((m) =>
+    }>(new URL("./host/system/local_ops.ts", import.meta.url)).then((m) =>
       m.systemLocalOps({
         defaultRoot: Deno.env.get("BANGER_ROOT") || "/",
         version: BANGER_VERSION,

@@ -55,7 +55,9 @@ async function simulated(): Promise<void> {
 }
 
 const STAGES_SCRIPT = `
-import { RpcClient } from "${new URL("../commands/rpc_client.ts", import.meta.url).pathname}";
+import { RpcClient } from "${
+  new URL("../commands/client/rpc_client.ts", import.meta.url).pathname
+}";
 import { vmCreate, vmDelete } from "${new URL("../daemon/api/vm.ts", import.meta.url).pathname}";
 const client = new RpcClient(Deno.env.get("BANGER_HOME") + "/run/daemon.sock");
 const stages = [];

@@ -9,11 +9,11 @@
  * @module
  */
 
-import { createExt4, writeExt4 } from "../host/ext4.ts";
-import { attachLoop, detachLoop } from "../host/loop.ts";
-import { deviceMapperSupport } from "../host/dm.ts";
-import { createRootDisk, releaseRootDisk, type RootDiskStrategy } from "../host/rootdisk.ts";
-import { Fd, O_RDWR } from "../host/libc.ts";
+import { createExt4, writeExt4 } from "../host/disk/ext4.ts";
+import { attachLoop, detachLoop } from "../host/disk/loop.ts";
+import { deviceMapperSupport } from "../host/disk/dm.ts";
+import { createRootDisk, releaseRootDisk, type RootDiskStrategy } from "../host/disk/rootdisk.ts";
+import { Fd, O_RDWR } from "../host/os/libc.ts";
 import {
   createTap,
   deleteTap,
@@ -23,7 +23,7 @@ import {
   IFF_VNET_HDR,
   TUNSETIFF,
   TUNSETPERSIST,
-} from "../host/tap.ts";
+} from "../host/net/tap.ts";
 import { heading, median, ms, row, timeRuns } from "./_stats.ts";
 
 const SELF = new URL(import.meta.url).pathname;

@@ -7,11 +7,11 @@
  */
 
 import zlib from "node:zlib";
-import { BlobCache } from "../catalog/blob_cache.ts";
-import { ImageService } from "../daemon/image_service.ts";
-import { KernelService } from "../daemon/kernel_service.ts";
+import { BlobCache } from "../catalog/oci/blob_cache.ts";
+import { ImageService } from "../daemon/image/image_service.ts";
+import { KernelService } from "../daemon/image/kernel_service.ts";
 import { Logger } from "../daemon/logger.ts";
-import { InProcessOps } from "../host/in_process_ops.ts";
+import { InProcessOps } from "../host/privileged/in_process_ops.ts";
 import { ociBlobsDir, resolveLayout, storePath } from "../host/layout.ts";
 import { Store } from "../store/db.ts";
 import { pushRaw, startRegistry, writeImage } from "../tests/fixtures/registry.ts";

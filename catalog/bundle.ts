@@ -10,12 +10,12 @@
  */
 
 import { createHash } from "node:crypto";
-import { type FetchFn, fetchFollowingRedirects } from "./_http.ts";
-import { printable, splitArchivePath } from "./_names.ts";
-import { decompress } from "./decompress.ts";
+import { type FetchFn, fetchFollowingRedirects } from "./http.ts";
+import { printable, splitArchivePath } from "./archive/names.ts";
+import { decompress } from "./archive/decompress.ts";
 import { BundleError } from "./errors.ts";
-import { readTar, type TarEntry } from "./tar.ts";
-import { SparseWriter } from "../host/sparse_writer.ts";
+import { readTar, type TarEntry } from "./archive/tar.ts";
+import { SparseWriter } from "../host/disk/sparse_writer.ts";
 
 /** What a bundle holds. */
 export type BundleKind = "image" | "kernel";

@@ -27,9 +27,9 @@
  */
 
 import { createHash } from "node:crypto";
-import { writeJsonAtomic } from "../host/atomic_file.ts";
+import { writeJsonAtomic } from "../host/os/atomic_file.ts";
 import { BangerError, ExecError } from "../host/errors.ts";
-import { run } from "../host/exec.ts";
+import { run } from "../host/os/exec.ts";
 import {
   literal,
   number,

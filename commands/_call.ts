@@ -6,11 +6,11 @@
  * @module
  */
 
-import type { MethodDef } from "../daemon/rpc_protocol.ts";
+import type { MethodDef } from "../daemon/api/protocol.ts";
 import type { BulkResult } from "../daemon/api/vm.ts";
-import { parseSize } from "../daemon/size.ts";
+import { parseSize } from "../daemon/api/size.ts";
 import { UsageError } from "./_cli.ts";
-import { callDaemon } from "./daemon_control.ts";
+import { callDaemon } from "./client/daemon_control.ts";
 import type { CliEnv } from "./env.ts";
 import { ProgressPrinter } from "./output.ts";
 

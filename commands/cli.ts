@@ -6,7 +6,7 @@
  * @module
  */
 
-import { BANGER_VERSION } from "../daemon/rpc_protocol.ts";
+import { BANGER_VERSION } from "../daemon/api/protocol.ts";
 import { type CommandDef, loadGroups, parseArgv, renderHelp, UsageError } from "./_cli.ts";
 import type * as Completion from "./completion_cmd.ts";
 import { importLazily } from "./_lazy.ts";
@@ -14,7 +14,7 @@ import type * as VmApi from "../daemon/api/vm.ts";
 import type * as ImageApi from "../daemon/api/image.ts";
 import { daemonCommand } from "./daemon_cmd.ts";
 import { type CliEnv, CliError, ExitCode } from "./env.ts";
-import { RpcError } from "./rpc_client.ts";
+import { RpcError } from "./client/rpc_client.ts";
 
 const versionCommand: CommandDef<CliEnv> = {
   name: "version",

@@ -7,10 +7,10 @@
 import { daemonStatus } from "../daemon/api/daemon.ts";
 import type { CommandDef } from "./_cli.ts";
 import { Flags } from "./_cli.ts";
-import { callDaemon, daemonAnswers, startDaemon, stopDaemon } from "./daemon_control.ts";
+import { callDaemon, daemonAnswers, startDaemon, stopDaemon } from "./client/daemon_control.ts";
 import type { CliEnv } from "./env.ts";
 import { formatDuration, renderFields } from "./output.ts";
-import { SocketUnavailableError } from "./rpc_client.ts";
+import { SocketUnavailableError } from "./client/rpc_client.ts";
 
 /** The `daemon` command group. */
 export const daemonCommand: CommandDef<CliEnv> = {

@@ -7,7 +7,7 @@
  */
 
 import type { DoctorReport } from "../daemon/api/daemon.ts";
-import type { RpcClient } from "./rpc_client.ts";
+import type { RpcClient } from "./client/rpc_client.ts";
 
 /** A failure on the CLI side (not reported by the daemon). Exit code 1. */
 export class CliError extends Error {

@@ -20,10 +20,10 @@ import {
   kernelShow,
   type KernelView,
 } from "../daemon/api/image.ts";
-import { formatSize, formatSizeShort } from "../daemon/size.ts";
+import { formatSize, formatSizeShort } from "../daemon/api/size.ts";
 import { type CommandDef, Flags, UsageError } from "./_cli.ts";
 import { callWithProgress, printJson } from "./_call.ts";
-import { callDaemon } from "./daemon_control.ts";
+import { callDaemon } from "./client/daemon_control.ts";
 import type { CliEnv } from "./env.ts";
 import { userPath } from "./_paths.ts";
 import { renderFields, renderTable } from "./output.ts";

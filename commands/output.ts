@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { ProgressEvent } from "../daemon/rpc_protocol.ts";
-import { formatSize } from "../daemon/size.ts";
+import type { ProgressEvent } from "../daemon/api/protocol.ts";
+import { formatSize } from "../daemon/api/size.ts";
 
 /** Renders rows under headers, columns padded to the widest cell. */
 export function renderTable(

@@ -6,7 +6,7 @@
 
 import { sshConfigUpdate } from "../daemon/api/vm.ts";
 import { type CommandDef, Flags, UsageError } from "./_cli.ts";
-import { callDaemon } from "./daemon_control.ts";
+import { callDaemon } from "./client/daemon_control.ts";
 import { type CliEnv, CliError } from "./env.ts";
 
 /** The `ssh-config` command. */

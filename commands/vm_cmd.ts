@@ -20,11 +20,11 @@ import {
   vmStop,
   type VmView,
 } from "../daemon/api/vm.ts";
-import type { MethodDef } from "../daemon/rpc_protocol.ts";
-import { formatSize, formatSizeShort } from "../daemon/size.ts";
+import type { MethodDef } from "../daemon/api/protocol.ts";
+import { formatSize, formatSizeShort } from "../daemon/api/size.ts";
 import { type CommandDef, type FlagDef, Flags, type Invocation, UsageError } from "./_cli.ts";
 import { callWithProgress, parseMemoryFlag, printBulk, printJson } from "./_call.ts";
-import { callDaemon } from "./daemon_control.ts";
+import { callDaemon } from "./client/daemon_control.ts";
 import type { CliEnv } from "./env.ts";
 import { formatAge, renderFields, renderTable } from "./output.ts";
 import { createVm, sshInto, stillRunningNote, vmRun } from "./vm_session.ts";

@@ -8,9 +8,9 @@
 
 import { vmCreate, vmDelete, vmSsh, type VmView } from "../daemon/api/vm.ts";
 import { vmExec, vmHealth } from "../daemon/api/workspace.ts";
-import { formatSizeShort } from "../daemon/size.ts";
+import { formatSizeShort } from "../daemon/api/size.ts";
 import { callWithProgress } from "./_call.ts";
-import { callDaemon } from "./daemon_control.ts";
+import { callDaemon } from "./client/daemon_control.ts";
 import { type CliEnv, CliError, ExitCode } from "./env.ts";
 import { formatDuration } from "./output.ts";
 

@@ -15,11 +15,11 @@ import {
   vmWorkspacePrepare,
 } from "../daemon/api/workspace.ts";
 import type { VmView } from "../daemon/api/vm.ts";
-import type { RequestOf } from "../daemon/rpc_protocol.ts";
-import { formatSize } from "../daemon/size.ts";
+import type { RequestOf } from "../daemon/api/protocol.ts";
+import { formatSize } from "../daemon/api/size.ts";
 import { type CommandDef, type FlagDef, Flags, type Invocation, UsageError } from "./_cli.ts";
 import { callWithProgress, printJson } from "./_call.ts";
-import { callDaemon } from "./daemon_control.ts";
+import { callDaemon } from "./client/daemon_control.ts";
 import { type CliEnv, ExitCode } from "./env.ts";
 import { renderTable } from "./output.ts";
 import { execIn } from "./vm_session.ts";

@@ -7,9 +7,9 @@
 
 import { parse as parseToml } from "smol-toml";
 import { BangerError } from "../host/errors.ts";
-import { cidrContains, parseCidr, parseIpv4 } from "../host/ipv4.ts";
+import { cidrContains, parseCidr, parseIpv4 } from "../host/net/ipv4.ts";
 import * as s from "../host/schema.ts";
-import { parseSize, SIZE_EXPECTED } from "./size.ts";
+import { parseSize, SIZE_EXPECTED } from "./api/size.ts";
 
 /** A config file that cannot be used as written. */
 export class ConfigError extends BangerError {}

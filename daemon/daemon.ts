@@ -18,14 +18,14 @@ import {
   storePath,
 } from "../host/layout.ts";
 import { Store } from "../store/db.ts";
-import { BANGER_VERSION, METHODS } from "./api.ts";
+import { BANGER_VERSION, METHODS } from "./api/mod.ts";
 import { loadConfig } from "./config.ts";
 import { Logger } from "./logger.ts";
-import { RpcServer } from "./rpc_server.ts";
+import { RpcServer } from "./rpc/server.ts";
 import { buildServices, type DaemonServices } from "./services.ts";
-import { buildHandlers } from "./handlers.ts";
+import { buildHandlers } from "./rpc/handlers.ts";
 import { countRows } from "../store/counts.ts";
-import type { FaultInjector } from "./vm_deps.ts";
+import type { FaultInjector } from "./vm/deps.ts";
 
 /** The daemon refused to start. */
 export class DaemonError extends BangerError {}

@@ -10,15 +10,18 @@
  */
 
 import { errorMessage } from "../host/errors.ts";
-import { run, runText, whichProgram } from "../host/exec.ts";
-import { classifyKvm, type KvmStatus } from "../host/kvm.ts";
+import { run, runText, whichProgram } from "../host/os/exec.ts";
+import { classifyKvm, type KvmStatus } from "../host/vmm/kvm.ts";
 import { checkPrivateDir, daemonSocket, type Layout, storePath, vmsDir } from "../host/layout.ts";
-import type { HostFacts, PrivilegedOps } from "../host/privileged_ops.ts";
-import { type PrivilegesChoice, selectPrivilegedOps } from "../host/select_privileged_ops.ts";
+import type { HostFacts, PrivilegedOps } from "../host/privileged/privileged_ops.ts";
+import {
+  type PrivilegesChoice,
+  selectPrivilegedOps,
+} from "../host/privileged/select_privileged_ops.ts";
 import { inspectSchema } from "../store/db.ts";
 import type { DoctorCheck, DoctorReport } from "./api/daemon.ts";
 import { type Config, loadConfig } from "./config.ts";
-import { chooseVmm } from "./vmm_choice.ts";
+import { chooseVmm } from "./vmm/choice.ts";
 
 /** Oldest Firecracker banger supports. */
 export const FIRECRACKER_MIN = "1.5.0";

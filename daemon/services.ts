@@ -5,11 +5,11 @@
  * @module
  */
 
-import { BlobCache } from "../catalog/blob_cache.ts";
+import { BlobCache } from "../catalog/oci/blob_cache.ts";
 import { type Catalogs, loadCatalogs } from "../catalog/catalog_index.ts";
-import { whichProgram } from "../host/exec.ts";
-import { selectPrivilegedOps } from "../host/select_privileged_ops.ts";
-import { classifyKvm } from "../host/kvm.ts";
+import { whichProgram } from "../host/os/exec.ts";
+import { selectPrivilegedOps } from "../host/privileged/select_privileged_ops.ts";
+import { classifyKvm } from "../host/vmm/kvm.ts";
 import {
   defaultSshKey,
   imagesDir,
@@ -18,27 +18,27 @@ import {
   type Layout,
   ociBlobsDir,
 } from "../host/layout.ts";
-import { ensureKey } from "../host/ssh.ts";
+import { ensureKey } from "../host/ssh/ssh.ts";
 import type { Store } from "../store/db.ts";
 import { listVms } from "../store/vms.ts";
 import type { Config } from "./config.ts";
-import { GuestAccess } from "./guest_access.ts";
-import { HostNetwork } from "./host_network.ts";
-import { ImageService } from "./image_service.ts";
-import { KernelService } from "./kernel_service.ts";
+import { GuestAccess } from "./vm/guest_access.ts";
+import { HostNetwork } from "./network/host_network.ts";
+import { ImageService } from "./image/image_service.ts";
+import { KernelService } from "./image/kernel_service.ts";
 import type { Logger } from "./logger.ts";
-import { newOpId, type OpContext } from "./rpc_server.ts";
+import { newOpId, type OpContext } from "./rpc/server.ts";
 import { SshConfigManager } from "./ssh_config_manager.ts";
-import { sweepStaging } from "./staging.ts";
-import type { FaultInjector, VmDeps } from "./vm_deps.ts";
-import { HandleStore } from "./vm_handles.ts";
-import { reconcile } from "./vm_reconcile.ts";
-import { VmService } from "./vm_service.ts";
-import { WorkspaceService } from "./workspace_service.ts";
-import { chooseVmm } from "./vmm_choice.ts";
-import { FirecrackerDriver } from "./vmm_firecracker.ts";
-import { JailedFirecrackerDriver } from "./jailed_firecracker_driver.ts";
-import { QemuDriver } from "./vmm_qemu.ts";
+import { sweepStaging } from "./image/staging.ts";
+import type { FaultInjector, VmDeps } from "./vm/deps.ts";
+import { HandleStore } from "./vm/handles.ts";
+import { reconcile } from "./vm/reconcile.ts";
+import { VmService } from "./vm/vm_service.ts";
+import { WorkspaceService } from "./workspace/workspace_service.ts";
+import { chooseVmm } from "./vmm/choice.ts";
+import { FirecrackerDriver } from "./vmm/firecracker.ts";
+import { JailedFirecrackerDriver } from "./vmm/jailed_firecracker.ts";
+import { QemuDriver } from "./vmm/qemu.ts";
 
 /** How long a guest may take to answer SSH after its VMM starts. */
 const BOOT_TIMEOUT_MS = 240_000;

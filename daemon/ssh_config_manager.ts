@@ -6,10 +6,10 @@
  * @module
  */
 
-import { writeFileAtomic } from "../host/atomic_file.ts";
+import { writeFileAtomic } from "../host/os/atomic_file.ts";
 import { BangerError } from "../host/errors.ts";
 import type { Layout } from "../host/layout.ts";
-import { addInclude, hasInclude, removeInclude, renderSshConfig } from "../host/ssh_config.ts";
+import { addInclude, hasInclude, removeInclude, renderSshConfig } from "../host/ssh/ssh_config.ts";
 
 /** Result of {@linkcode SshConfigManager.update}. */
 export interface SshConfigResult {

@@ -20,21 +20,21 @@
  */
 
 export * from "./errors.ts";
-export * from "./exec.ts";
+export * from "./os/exec.ts";
 export * from "./layout.ts";
 export * as schema from "./schema.ts";
 export { type Infer, type Schema, SchemaError } from "./schema.ts";
-export * from "./atomic_file.ts";
-export * from "./ipv4.ts";
-export * from "./libc.ts";
-export * from "./procfs.ts";
-export * from "./loop.ts";
-export * from "./dm.ts";
-export * from "./rootdisk.ts";
-export * from "./ext4.ts";
-export * from "./tap.ts";
-export * from "./bridge.ts";
-export * from "./nat.ts";
-export * from "./managed_paths.ts";
-export * from "./privileged_ops.ts";
-export * from "./in_process_ops.ts";
+export * from "./os/atomic_file.ts";
+export * from "./net/ipv4.ts";
+export * from "./os/libc.ts";
+export * from "./os/procfs.ts";
+export * from "./disk/loop.ts";
+export * from "./disk/dm.ts";
+export * from "./disk/rootdisk.ts";
+export * from "./disk/ext4.ts";
+export * from "./net/tap.ts";
+export * from "./net/bridge.ts";
+export * from "./net/nat.ts";
+export * from "./privileged/managed_paths.ts";
+export * from "./privileged/privileged_ops.ts";
+export * from "./privileged/in_process_ops.ts";

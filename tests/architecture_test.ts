@@ -1,7 +1,8 @@
 /**
- * Pins the dependency rules of DESIGN.md and STYLE.md: `commands → (rpc) → daemon →
- * {host, store, catalog}`, the CLI sees only the wire API, and no module imports itself
- * through a cycle.
+ * Pins the dependency rules of DESIGN.md, STYLE.md and ARCHITECTURE.md: `commands → (rpc)
+ * → daemon → {host, store, catalog}`, the CLI sees only the wire API (`daemon/api/`), no
+ * module imports itself through a cycle, `_private.ts` files are imported only from their
+ * own folder, and no folder grows back into a hall.
  */
 import { assertEquals } from "./fixtures/assert.ts";
 
@@ -9,7 +10,10 @@ const ROOT = new URL("../", import.meta.url).pathname;
 const FOLDERS = ["commands", "daemon", "host", "store", "catalog"];
 
 /** Files the CLI may import from daemon/: the wire API and what it needs. */
-const WIRE = /^daemon\/(api\.ts|api\/[a-z_]+\.ts|rpc_protocol\.ts|size\.ts)$/;
+const WIRE = /^daemon\/api\/[a-z_]+\.ts$/;
+
+/** Most source files one folder may hold before it needs rooms of its own. */
+const MAX_FILES_PER_FOLDER = 16;
 
 const ALLOWED: Record<string, (target: string, from: string) => boolean> = {
   host: (t) => t.startsWith("host/"),
@@ -63,6 +67,33 @@ Deno.test("imports follow the layer rules: commands → daemon wire API; daemon 
     }
   }
   assertEquals(violations, []);
+});
+
+Deno.test("a folder's _private.ts files are imported only from inside that folder", () => {
+  const files = sourceFiles();
+  const violations: string[] = [];
+  const dirOf = (f: string) => f.split("/").slice(0, -1).join("/");
+  for (const file of files) {
+    for (const target of importsOf(file)) {
+      const name = target.split("/").at(-1) ?? "";
+      if (name.startsWith("_") && dirOf(target) !== dirOf(file)) {
+        violations.push(`${file} → ${target}`);
+      }
+    }
+  }
+  assertEquals(files.filter((f) => f.split("/").at(-1)?.startsWith("_")).length > 10, true);
+  assertEquals(violations, []);
+});
+
+Deno.test(`no source folder holds more than ${MAX_FILES_PER_FOLDER} files`, () => {
+  const counts = new Map<string, number>();
+  for (const file of sourceFiles()) {
+    const dir = file.split("/").slice(0, -1).join("/");
+    counts.set(dir, (counts.get(dir) ?? 0) + 1);
+  }
+  assertEquals(counts.size > 20, true);
+  const crowded = [...counts].filter(([, n]) => n > MAX_FILES_PER_FOLDER);
+  assertEquals(crowded, []);
 });
 
 Deno.test("no import cycles between source files", () => {

@@ -5,8 +5,8 @@
  * @module
  */
 
-import { printable } from "./_names.ts";
-import { TarError } from "./errors.ts";
+import { printable } from "./names.ts";
+import { TarError } from "../errors.ts";
 
 const BLOCK = 512;
 const MAX_META_BYTES = 1024 * 1024;

@@ -5,10 +5,10 @@
  * @module
  */
 
-import { concatBytes } from "../host/bytes.ts";
+import { concatBytes } from "../../host/bytes.ts";
 import { Duplex } from "node:stream";
 import { createZstdDecompress } from "node:zlib";
-import { TarError } from "./errors.ts";
+import { TarError } from "../errors.ts";
 
 /** The compression found at the start of a stream. */
 export type Compression = "gzip" | "zstd" | "none";

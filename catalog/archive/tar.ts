@@ -7,8 +7,8 @@
  */
 
 import { ByteReader } from "./_byte_reader.ts";
-import { printable } from "./_names.ts";
-import { TarError } from "./errors.ts";
+import { printable } from "./names.ts";
+import { TarError } from "../errors.ts";
 
 /** The kinds of entries a tar holds (pax and GNU meta entries are consumed internally). */
 export type TarEntryType = "file" | "dir" | "symlink" | "hardlink" | "char" | "block" | "fifo";

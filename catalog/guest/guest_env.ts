@@ -21,7 +21,7 @@
  */
 
 import { BangerError } from "../../host/errors.ts";
-import { parseIpv4 } from "../../host/ipv4.ts";
+import { parseIpv4 } from "../../host/net/ipv4.ts";
 
 /** A guest configuration value that cannot be written into `guest.env`. */
 export class GuestEnvError extends BangerError {}

@@ -12,7 +12,7 @@
  * @module
  */
 
-import { BangerError } from "../host/errors.ts";
+import { BangerError } from "../../host/errors.ts";
 
 /** An archive entry that cannot be encoded. */
 export class CpioError extends BangerError {}

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { BangerError } from "../host/errors.ts";
+import { BangerError } from "../../host/errors.ts";
 import { type DebianPackage, fetchDebianPackage, unpackDebianPackage } from "./debian_package.ts";
 
 /** A kernel package that does not contain what banger needs. */

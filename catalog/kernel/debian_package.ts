@@ -12,8 +12,8 @@
  */
 
 import { createHash } from "node:crypto";
-import { BangerError, ExecError } from "../host/errors.ts";
-import { run, runText } from "../host/exec.ts";
+import { BangerError, ExecError } from "../../host/errors.ts";
+import { run, runText } from "../../host/os/exec.ts";
 
 /** A Debian package that cannot be fetched or unpacked. */
 export class DebianPackageError extends BangerError {}

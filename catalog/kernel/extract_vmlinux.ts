@@ -14,7 +14,7 @@
  */
 
 import { constants, inflateRawSync, zstdDecompressSync } from "node:zlib";
-import { BangerError } from "../host/errors.ts";
+import { BangerError } from "../../host/errors.ts";
 import { EM_X86_64, parseElf64, PT_LOAD, pvhEntry } from "./_elf.ts";
 import { decompressLz4Legacy } from "./_lz4.ts";
 

@@ -20,10 +20,10 @@
  */
 
 import { gzipSync } from "node:zlib";
-import { BangerError } from "../host/errors.ts";
+import { BangerError } from "../../host/errors.ts";
 import { parseElf64, PT_INTERP } from "./_elf.ts";
 import { type CpioEntry, encodeNewc } from "./cpio.ts";
-import { networkBootstrap } from "./guest/network_bootstrap.ts";
+import { networkBootstrap } from "../guest/network_bootstrap.ts";
 import { modinfoDepends, moduleLoadOrder, moduleName, parseModulesDep } from "./module_order.ts";
 
 /** An initrd that cannot be built. */

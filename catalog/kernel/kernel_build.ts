@@ -18,9 +18,9 @@
  */
 
 import { createHash } from "node:crypto";
-import { writeFileAtomic, writeJsonAtomic } from "../host/atomic_file.ts";
-import { BangerError } from "../host/errors.ts";
-import { literal, object, type ObjectOf, type Schema, string as str } from "../host/schema.ts";
+import { writeFileAtomic, writeJsonAtomic } from "../../host/os/atomic_file.ts";
+import { BangerError } from "../../host/errors.ts";
+import { literal, object, type ObjectOf, type Schema, string as str } from "../../host/schema.ts";
 import { fetchDebianKernel } from "./debian_kernel.ts";
 import { fetchDebianPackage, unpackDebianPackage } from "./debian_package.ts";
 import { extractVmlinux } from "./extract_vmlinux.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { BangerError } from "../host/errors.ts";
+import { BangerError } from "../../host/errors.ts";
 import { elfSectionBytes, parseElf64 } from "./_elf.ts";
 
 /** A module graph that cannot be ordered. */

@@ -7,11 +7,11 @@
  */
 
 import { createHash } from "node:crypto";
-import { decompress } from "./decompress.ts";
-import { BangerError } from "../host/errors.ts";
-import { LayerError } from "./errors.ts";
+import { decompress } from "../archive/decompress.ts";
+import { BangerError } from "../../host/errors.ts";
+import { LayerError } from "../errors.ts";
 import type { LayerApplier } from "./layers.ts";
-import { readTar } from "./tar.ts";
+import { readTar } from "../archive/tar.ts";
 
 /**
  * Applies the layer blob at `path` (gzip, zstd or plain tar) to `applier`, verifying

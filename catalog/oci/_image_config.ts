@@ -6,7 +6,7 @@
  * @module
  */
 
-import { OciError } from "./errors.ts";
+import { OciError } from "../errors.ts";
 
 /** What an image says to run, from its config. Missing lists are empty, strings "". */
 export interface ImageConfig {

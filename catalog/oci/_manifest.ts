@@ -6,7 +6,7 @@
  * @module
  */
 
-import { OciError } from "./errors.ts";
+import { OciError } from "../errors.ts";
 
 /** Manifest and config media types banger knows. */
 export const MEDIA = {

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { type FetchFn, fetchFollowingRedirects } from "./_http.ts";
-import { OciError } from "./errors.ts";
+import { type FetchFn, fetchFollowingRedirects } from "../http.ts";
+import { OciError } from "../errors.ts";
 
 /** A user name and password (or token) for one registry. */
 export interface Credentials {

@@ -9,8 +9,8 @@
 
 import { createHash } from "node:crypto";
 import type { Descriptor } from "./_manifest.ts";
-import { BangerError } from "../host/errors.ts";
-import { OciError } from "./errors.ts";
+import { BangerError } from "../../host/errors.ts";
+import { OciError } from "../errors.ts";
 
 /** Bytes done and expected for one blob. */
 export type BlobProgressFn = (done: number, total: number) => void;

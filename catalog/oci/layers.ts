@@ -7,9 +7,9 @@
  * @module
  */
 
-import { printable, splitArchivePath } from "./_names.ts";
-import { LayerError } from "./errors.ts";
-import type { TarEntry } from "./tar.ts";
+import { printable, splitArchivePath } from "../archive/names.ts";
+import { LayerError } from "../errors.ts";
+import type { TarEntry } from "../archive/tar.ts";
 
 /** What is recorded for one path of the flattened tree. */
 export interface FileMeta {

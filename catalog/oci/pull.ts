@@ -7,14 +7,14 @@
  * @module
  */
 
-import type { FetchFn } from "./_http.ts";
+import type { FetchFn } from "../http.ts";
 import { LAYER_MEDIA_TYPES, LINUX_AMD64, MEDIA, selectFromIndex } from "./_manifest.ts";
 import type { Descriptor, ImageManifest } from "./_manifest.ts";
 import type { BlobCache } from "./blob_cache.ts";
-import { OciError } from "./errors.ts";
-import { type Credentials, loadDockerCredentials } from "./oci_auth.ts";
-import { formatImageRef, type ImageRef, parseImageRef } from "./oci_ref.ts";
-import { type FetchedManifest, RegistryClient } from "./oci_registry.ts";
+import { OciError } from "../errors.ts";
+import { type Credentials, loadDockerCredentials } from "./auth.ts";
+import { formatImageRef, type ImageRef, parseImageRef } from "./ref.ts";
+import { type FetchedManifest, RegistryClient } from "./registry.ts";
 import { type ImageConfig, parseImageConfig } from "./_image_config.ts";
 import { applyLayerFile } from "./_apply_layer.ts";
 import { LayerApplier, type OwnershipMap, type SkippedEntry } from "./layers.ts";

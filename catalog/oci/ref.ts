@@ -6,7 +6,7 @@
  * @module
  */
 
-import { OciError } from "./errors.ts";
+import { OciError } from "../errors.ts";
 
 /**
  * A parsed, validated image reference. At least one of `tag` and `digest` is set: a

@@ -7,12 +7,12 @@
  * @module
  */
 
-import { type FetchFn, fetchFollowingRedirects } from "./_http.ts";
+import { type FetchFn, fetchFollowingRedirects } from "../http.ts";
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, parseManifest } from "./_manifest.ts";
 import type { Descriptor, ParsedManifest } from "./_manifest.ts";
-import { type Credentials, RegistryAuth } from "./oci_auth.ts";
-import type { ImageRef } from "./oci_ref.ts";
-import { OciError } from "./errors.ts";
+import { type Credentials, RegistryAuth } from "./auth.ts";
+import type { ImageRef } from "./ref.ts";
+import { OciError } from "../errors.ts";
 
 export type { Descriptor, ImageIndex, ImageManifest, Platform } from "./_manifest.ts";
 

@@ -6,10 +6,10 @@
  * @module
  */
 
-import type { MethodDef } from "../daemon/rpc_protocol.ts";
-import { daemonShutdown } from "../daemon/api/daemon.ts";
+import type { MethodDef } from "../../daemon/api/protocol.ts";
+import { daemonShutdown } from "../../daemon/api/daemon.ts";
 import { type CallOptions, RpcError, SocketUnavailableError } from "./rpc_client.ts";
-import { type CliEnv, CliError } from "./env.ts";
+import { type CliEnv, CliError } from "../env.ts";
 
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;

@@ -14,7 +14,7 @@ import {
   ROUTE_PREFIX,
   type StreamEvent,
   VERSION_HEADER,
-} from "../daemon/rpc_protocol.ts";
+} from "../../daemon/api/protocol.ts";
 import { lines, postUnix, readAllText } from "./_http_unix.ts";
 
 export { SocketUnavailableError } from "./_http_unix.ts";

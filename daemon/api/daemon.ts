@@ -5,7 +5,7 @@
  */
 
 import * as s from "../../host/schema.ts";
-import { method } from "../rpc_protocol.ts";
+import { method } from "./protocol.ts";
 
 /** Result of `daemon.status`. */
 export type DaemonStatus = s.Infer<typeof daemonStatus.response>;

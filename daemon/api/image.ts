@@ -5,7 +5,7 @@
  */
 
 import * as s from "../../host/schema.ts";
-import { method } from "../rpc_protocol.ts";
+import { method } from "./protocol.ts";
 
 const name = s.string({ min: 1, max: 63, expected: "a name" });
 

@@ -6,17 +6,17 @@
  * @module
  */
 
-import { methodTable } from "./rpc_protocol.ts";
-import { daemonShutdown, daemonStatus } from "./api/daemon.ts";
-import * as image from "./api/image.ts";
-import * as vm from "./api/vm.ts";
-import * as workspace from "./api/workspace.ts";
+import { methodTable } from "./protocol.ts";
+import { daemonShutdown, daemonStatus } from "./daemon.ts";
+import * as image from "./image.ts";
+import * as vm from "./vm.ts";
+import * as workspace from "./workspace.ts";
 
-export * from "./rpc_protocol.ts";
-export * from "./api/daemon.ts";
-export * from "./api/image.ts";
-export * from "./api/vm.ts";
-export * from "./api/workspace.ts";
+export * from "./protocol.ts";
+export * from "./daemon.ts";
+export * from "./image.ts";
+export * from "./vm.ts";
+export * from "./workspace.ts";
 export { formatSize, formatSizeShort, parseSize } from "./size.ts";
 
 /** Every method the daemon serves, by name. */

@@ -12,8 +12,8 @@
  * @module
  */
 
-import type { ErrorCode } from "../host/errors.ts";
-import type { Schema } from "../host/schema.ts";
+import type { ErrorCode } from "../../host/errors.ts";
+import type { Schema } from "../../host/schema.ts";
 
 /** banger's version; CLI and daemon compare it on every call. */
 export const BANGER_VERSION = "0.1.0";

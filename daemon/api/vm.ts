@@ -8,7 +8,7 @@
  */
 
 import * as s from "../../host/schema.ts";
-import { method } from "../rpc_protocol.ts";
+import { method } from "./protocol.ts";
 
 const ref = s.string({ min: 1, max: 128, expected: "a VM name or id prefix" });
 const refs = s.array(ref, { max: 256 });

@@ -9,7 +9,7 @@
  */
 
 import * as s from "../../host/schema.ts";
-import { method } from "../rpc_protocol.ts";
+import { method } from "./protocol.ts";
 import { vmView } from "./vm.ts";
 
 const ref = s.string({ min: 1, max: 128, expected: "a VM name or id prefix" });

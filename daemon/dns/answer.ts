@@ -1,6 +1,6 @@
 /**
  * What the daemon's `.vm` zone answers: {@linkcode answerDnsQuery} turns one query packet
- * into its response packet. Pure; `dns_server.ts` moves the bytes.
+ * into its response packet. Pure; `server.ts` moves the bytes.
  *
  * @module
  */
@@ -17,7 +17,7 @@ import {
   type DnsSoa,
   DnsType,
   encodeDnsMessage,
-} from "./dns_wire.ts";
+} from "./wire.ts";
 
 /** What {@linkcode answerDnsQuery} needs to know about the `.vm` zone. */
 export interface DnsZone {

@@ -9,11 +9,11 @@
 
 import dgram from "node:dgram";
 import net from "node:net";
-import { errorMessage } from "../host/errors.ts";
-import { parseIpv4 } from "../host/ipv4.ts";
-import { answerDnsQuery, DNS_ZONE } from "./dns_answer.ts";
-import { DnsError } from "./dns_wire.ts";
-import type { Logger } from "./logger.ts";
+import { errorMessage } from "../../host/errors.ts";
+import { parseIpv4 } from "../../host/net/ipv4.ts";
+import { answerDnsQuery, DNS_ZONE } from "./answer.ts";
+import { DnsError } from "./wire.ts";
+import type { Logger } from "../logger.ts";
 
 export { DnsError };
 

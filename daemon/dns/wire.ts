@@ -1,7 +1,7 @@
 /**
  * The DNS wire format (RFC 1035; the OPT record of RFC 6891): {@linkcode decodeDnsMessage}
  * and {@linkcode encodeDnsMessage} move between bytes and a typed {@linkcode DnsMessage}.
- * Pure; `dns_answer.ts` decides what the `.vm` zone answers and `dns_server.ts` moves the
+ * Pure; `answer.ts` decides what the `.vm` zone answers and `server.ts` moves the
  * bytes.
  *
  * Names are in presentation form without the trailing dot (`"dev.vm"`, root is `""`); a
@@ -10,8 +10,8 @@
  * @module
  */
 
-import { BangerError } from "../host/errors.ts";
-import { parseIpv4 } from "../host/ipv4.ts";
+import { BangerError } from "../../host/errors.ts";
+import { parseIpv4 } from "../../host/net/ipv4.ts";
 
 /** A DNS name, record or message that cannot be used, or a DNS listener that cannot start. */
 export class DnsError extends BangerError {}

@@ -7,18 +7,22 @@
  * @module
  */
 
-import type { BlobCache } from "../catalog/blob_cache.ts";
-import { fetchBundle } from "../catalog/bundle.ts";
-import type { ImageEntry } from "../catalog/catalog_index.ts";
-import { buildGoldenImage, imageManifestSchema } from "../catalog/golden_image.ts";
-import { firstBoot } from "../catalog/guest/first_boot.ts";
-import { type GuestPiece, guestPieces } from "../catalog/guest/inject.ts";
-import { pullImage } from "../catalog/oci_pull.ts";
-import { writeJsonAtomic } from "../host/atomic_file.ts";
-import { BangerError } from "../host/errors.ts";
-import type { Ext4Op, OwnershipEntry, PrivilegedOps } from "../host/privileged_ops.ts";
-import type { ImageSource } from "../store/images.ts";
-import type { OpContext } from "./rpc_server.ts";
+import type { BlobCache } from "../../catalog/oci/blob_cache.ts";
+import { fetchBundle } from "../../catalog/bundle.ts";
+import type { ImageEntry } from "../../catalog/catalog_index.ts";
+import { buildGoldenImage, imageManifestSchema } from "../../catalog/golden_image.ts";
+import { firstBoot } from "../../catalog/guest/first_boot.ts";
+import { type GuestPiece, guestPieces } from "../../catalog/guest/inject.ts";
+import { pullImage } from "../../catalog/oci/pull.ts";
+import { writeJsonAtomic } from "../../host/os/atomic_file.ts";
+import { BangerError } from "../../host/errors.ts";
+import type {
+  Ext4Op,
+  OwnershipEntry,
+  PrivilegedOps,
+} from "../../host/privileged/privileged_ops.ts";
+import type { ImageSource } from "../../store/images.ts";
+import type { OpContext } from "../rpc/server.ts";
 
 /** An image build that failed. */
 export class ImageBuildError extends BangerError {}

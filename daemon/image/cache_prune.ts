@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type Layout, ociBlobsDir } from "../host/layout.ts";
+import { type Layout, ociBlobsDir } from "../../host/layout.ts";
 
 /** What was (or, with `dryRun`, would be) freed. */
 export interface PruneResult {

@@ -8,14 +8,14 @@
  * @module
  */
 
-import type { BlobCache } from "../catalog/blob_cache.ts";
-import type { Catalogs, ImageEntry } from "../catalog/catalog_index.ts";
-import { defaultImageName, parseImageRef } from "../catalog/oci_ref.ts";
-import { BangerError, errorMessage } from "../host/errors.ts";
-import { buildCacheDir, imagesDir, type Layout } from "../host/layout.ts";
-import type { PrivilegedOps } from "../host/privileged_ops.ts";
-import { copySparse } from "../host/sparse_writer.ts";
-import type { Store } from "../store/db.ts";
+import type { BlobCache } from "../../catalog/oci/blob_cache.ts";
+import type { Catalogs, ImageEntry } from "../../catalog/catalog_index.ts";
+import { defaultImageName, parseImageRef } from "../../catalog/oci/ref.ts";
+import { BangerError, errorMessage } from "../../host/errors.ts";
+import { buildCacheDir, imagesDir, type Layout } from "../../host/layout.ts";
+import type { PrivilegedOps } from "../../host/privileged/privileged_ops.ts";
+import { copySparse } from "../../host/disk/sparse_writer.ts";
+import type { Store } from "../../store/db.ts";
 import {
   deleteImage,
   getImageByName,
@@ -23,12 +23,12 @@ import {
   listImages,
   upsertImage,
   vmsUsingImage,
-} from "../store/images.ts";
-import { buildFromBundle, buildFromOci, buildFromRecipe, type BuiltImage } from "./image_build.ts";
+} from "../../store/images.ts";
+import { buildFromBundle, buildFromOci, buildFromRecipe, type BuiltImage } from "./build.ts";
 import type { KernelService } from "./kernel_service.ts";
-import { KeyedLock, Mutex } from "./locks.ts";
-import type { OpContext } from "./rpc_server.ts";
-import { parseSize } from "./size.ts";
+import { KeyedLock, Mutex } from "../locks.ts";
+import type { OpContext } from "../rpc/server.ts";
+import { parseSize } from "../api/size.ts";
 import { createStaging, type StagingDir } from "./staging.ts";
 
 /** An image operation that cannot be done. */

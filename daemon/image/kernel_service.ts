@@ -9,13 +9,13 @@
  */
 
 import { createHash } from "node:crypto";
-import { fetchBundle } from "../catalog/bundle.ts";
-import type { Catalogs, KernelEntry } from "../catalog/catalog_index.ts";
-import { buildKernel } from "../catalog/kernel_build.ts";
-import { writeJsonAtomic } from "../host/atomic_file.ts";
-import { BangerError } from "../host/errors.ts";
-import { buildCacheDir, kernelsDir, type Layout } from "../host/layout.ts";
-import type { Store } from "../store/db.ts";
+import { fetchBundle } from "../../catalog/bundle.ts";
+import type { Catalogs, KernelEntry } from "../../catalog/catalog_index.ts";
+import { buildKernel } from "../../catalog/kernel/kernel_build.ts";
+import { writeJsonAtomic } from "../../host/os/atomic_file.ts";
+import { BangerError } from "../../host/errors.ts";
+import { buildCacheDir, kernelsDir, type Layout } from "../../host/layout.ts";
+import type { Store } from "../../store/db.ts";
 import {
   deleteKernel,
   getKernel,
@@ -23,9 +23,9 @@ import {
   type KernelRecord,
   listKernels,
   upsertKernel,
-} from "../store/kernels.ts";
-import { KeyedLock, Mutex } from "./locks.ts";
-import type { OpContext } from "./rpc_server.ts";
+} from "../../store/kernels.ts";
+import { KeyedLock, Mutex } from "../locks.ts";
+import type { OpContext } from "../rpc/server.ts";
 import { createStaging } from "./staging.ts";
 
 /** A kernel operation that cannot be done. */

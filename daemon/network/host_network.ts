@@ -6,14 +6,14 @@
  * @module
  */
 
-import { errorMessage } from "../host/errors.ts";
-import { cidrContains, cidrSize, formatIpv4, parseCidr, parseIpv4 } from "../host/ipv4.ts";
-import type { PrivilegedOps } from "../host/privileged_ops.ts";
-import type { Config } from "./config.ts";
-import { DnsServer } from "./dns_server.ts";
-import type { Logger } from "./logger.ts";
+import { errorMessage } from "../../host/errors.ts";
+import { cidrContains, cidrSize, formatIpv4, parseCidr, parseIpv4 } from "../../host/net/ipv4.ts";
+import type { PrivilegedOps } from "../../host/privileged/privileged_ops.ts";
+import type { Config } from "../config.ts";
+import { DnsServer } from "../dns/server.ts";
+import type { Logger } from "../logger.ts";
 import { TapPool } from "./tap_pool.ts";
-import { BangerError } from "../host/errors.ts";
+import { BangerError } from "../../host/errors.ts";
 
 /** A network resource that cannot be had. */
 export class NetworkError extends BangerError {}

@@ -6,10 +6,10 @@
  * @module
  */
 
-import { errorMessage } from "../host/errors.ts";
-import type { PrivilegedOps } from "../host/privileged_ops.ts";
-import type { Logger } from "./logger.ts";
-import { Semaphore } from "./locks.ts";
+import { errorMessage } from "../../host/errors.ts";
+import type { PrivilegedOps } from "../../host/privileged/privileged_ops.ts";
+import type { Logger } from "../logger.ts";
+import { Semaphore } from "../locks.ts";
 
 const PREFIX = "bg-tap";
 const MAX_INDEX = 999_999_999;

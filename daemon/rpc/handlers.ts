@@ -6,18 +6,18 @@
  */
 
 import { Buffer } from "node:buffer";
-import { BangerError } from "../host/errors.ts";
-import type { METHODS } from "./api.ts";
-import type { BulkResult } from "./api/vm.ts";
-import type { DaemonStatus } from "./api/daemon.ts";
-import type { Handlers } from "./rpc_server.ts";
-import type { DaemonServices } from "./services.ts";
-import { guestHealth, inspectVm, readLogs, sshInvocation, vmStats } from "./vm_inspect.ts";
-import { guestPorts } from "./vm_ports.ts";
-import { resolveVmRef } from "./vm_spec.ts";
-import { imageView, kernelView } from "./views.ts";
-import type { BulkOutcome } from "./vm_service.ts";
-import { pruneCache } from "./cache_prune.ts";
+import { BangerError } from "../../host/errors.ts";
+import type { METHODS } from "../api/mod.ts";
+import type { BulkResult } from "../api/vm.ts";
+import type { DaemonStatus } from "../api/daemon.ts";
+import type { Handlers } from "./server.ts";
+import type { DaemonServices } from "../services.ts";
+import { guestHealth, inspectVm, readLogs, sshInvocation, vmStats } from "../vm/inspect.ts";
+import { guestPorts } from "../vm/ports.ts";
+import { resolveVmRef } from "../vm/spec.ts";
+import { imageView, kernelView } from "../vm/views.ts";
+import type { BulkOutcome } from "../vm/vm_service.ts";
+import { pruneCache } from "../image/cache_prune.ts";
 
 /** The services the handlers call, and the daemon's own status and shutdown. */
 export type HandlerServices =

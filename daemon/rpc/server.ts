@@ -6,11 +6,11 @@
  * @module
  */
 
-import { concatBytes } from "../host/bytes.ts";
-import { BangerError, errorMessage } from "../host/errors.ts";
-import { SchemaError } from "../host/schema.ts";
-import type { Logger } from "./logger.ts";
-import { opIdScope } from "../host/op_id_scope.ts";
+import { concatBytes } from "../../host/bytes.ts";
+import { BangerError, errorMessage } from "../../host/errors.ts";
+import { SchemaError } from "../../host/schema.ts";
+import type { Logger } from "../logger.ts";
+import { opIdScope } from "../../host/op_id_scope.ts";
 import {
   type ErrorBody,
   MAX_BODY_BYTES,
@@ -23,7 +23,7 @@ import {
   STATUS_BY_CODE,
   type StreamEvent,
   VERSION_HEADER,
-} from "./rpc_protocol.ts";
+} from "../api/protocol.ts";
 
 /** What a handler gets besides its request: identity, cancellation, logging, progress. */
 export interface OpContext {

@@ -4,16 +4,16 @@
  * @module
  */
 
-import type { Layout } from "../host/layout.ts";
-import type { PrivilegedOps } from "../host/privileged_ops.ts";
-import type { Store } from "../store/db.ts";
-import type { Config } from "./config.ts";
+import type { Layout } from "../../host/layout.ts";
+import type { PrivilegedOps } from "../../host/privileged/privileged_ops.ts";
+import type { Store } from "../../store/db.ts";
+import type { Config } from "../config.ts";
 import type { GuestAccess } from "./guest_access.ts";
-import type { HostNetwork } from "./host_network.ts";
-import type { ImageService } from "./image_service.ts";
-import type { KernelService } from "./kernel_service.ts";
-import type { HandleStore } from "./vm_handles.ts";
-import type { VmmDriver } from "./vmm_driver.ts";
+import type { HostNetwork } from "../network/host_network.ts";
+import type { ImageService } from "../image/image_service.ts";
+import type { KernelService } from "../image/kernel_service.ts";
+import type { HandleStore } from "./handles.ts";
+import type { VmmDriver } from "../vmm/driver.ts";
 
 /** Test seam: called before each start step; throwing fails that step. */
 export interface FaultInjector {

@@ -7,16 +7,16 @@
  * @module
  */
 
-import { collectOutput, type RunResult, type StdinSource } from "../host/exec.ts";
-import { connectVsock } from "../host/vsock.ts";
-import { vmFiles } from "../host/layout.ts";
+import { collectOutput, type RunResult, type StdinSource } from "../../host/os/exec.ts";
+import { connectVsock } from "../../host/vmm/vsock.ts";
+import { vmFiles } from "../../host/layout.ts";
 import {
   forgetHostKeys,
   isHostKeyMismatch,
   sshArgs,
   SshError,
   type SshTarget,
-} from "../host/ssh.ts";
+} from "../../host/ssh/ssh.ts";
 
 /** The guest agent's vsock port. */
 export const AGENT_PORT = 1024;

@@ -7,10 +7,10 @@
  * @module
  */
 
-import { writeJsonAtomic } from "../host/atomic_file.ts";
-import { vmFiles } from "../host/layout.ts";
-import type { Store } from "../store/db.ts";
-import { saveVm, type VmRecord, type VmRuntime } from "../store/vms.ts";
+import { writeJsonAtomic } from "../../host/os/atomic_file.ts";
+import { vmFiles } from "../../host/layout.ts";
+import type { Store } from "../../store/db.ts";
+import { saveVm, type VmRecord, type VmRuntime } from "../../store/vms.ts";
 
 /** The handles of one VM. */
 export type VmHandles = Pick<VmRuntime, "pid" | "tap" | "rootDisk" | "natInstalled">;

@@ -5,16 +5,16 @@
  * @module
  */
 
-import { vmFiles } from "../host/layout.ts";
-import { sshArgs } from "../host/ssh.ts";
-import { getImageById } from "../store/images.ts";
-import type { VmRecord } from "../store/vms.ts";
-import type { VmStatsView, VmView } from "./api/vm.ts";
-import type { HealthView } from "./api/workspace.ts";
-import { errorMessage } from "../host/errors.ts";
-import type { VmDeps } from "./vm_deps.ts";
+import { vmFiles } from "../../host/layout.ts";
+import { sshArgs } from "../../host/ssh/ssh.ts";
+import { getImageById } from "../../store/images.ts";
+import type { VmRecord } from "../../store/vms.ts";
+import type { VmStatsView, VmView } from "../api/vm.ts";
+import type { HealthView } from "../api/workspace.ts";
+import { errorMessage } from "../../host/errors.ts";
+import type { VmDeps } from "./deps.ts";
 import { assertStatus } from "./vm_service.ts";
-import { guestRef } from "./vm_stop.ts";
+import { guestRef } from "./stop.ts";
 import { vmView } from "./views.ts";
 
 /** The view of `vm`, with `errors` for whatever is inconsistent (status `broken`). */

@@ -7,12 +7,12 @@
  * @module
  */
 
-import { BangerError } from "../host/errors.ts";
-import type { VmRecord } from "../store/vms.ts";
-import type { PortView } from "./api/workspace.ts";
-import type { VmDeps } from "./vm_deps.ts";
+import { BangerError } from "../../host/errors.ts";
+import type { VmRecord } from "../../store/vms.ts";
+import type { PortView } from "../api/workspace.ts";
+import type { VmDeps } from "./deps.ts";
 import { assertStatus } from "./vm_service.ts";
-import { guestRef } from "./vm_stop.ts";
+import { guestRef } from "./stop.ts";
 
 /** A guest agent answer that is not the `ports` JSON. */
 export class PortsError extends BangerError {}

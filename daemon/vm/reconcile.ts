@@ -9,12 +9,12 @@
  * @module
  */
 
-import { errorMessage } from "../host/errors.ts";
-import type { RootDiskHandle } from "../host/rootdisk.ts";
-import { listVms, saveVm, type VmRecord } from "../store/vms.ts";
-import type { OpContext } from "./rpc_server.ts";
-import type { VmDeps } from "./vm_deps.ts";
-import { teardownVm } from "./vm_stop.ts";
+import { errorMessage } from "../../host/errors.ts";
+import type { RootDiskHandle } from "../../host/disk/rootdisk.ts";
+import { listVms, saveVm, type VmRecord } from "../../store/vms.ts";
+import type { OpContext } from "../rpc/server.ts";
+import type { VmDeps } from "./deps.ts";
+import { teardownVm } from "./stop.ts";
 
 /** What reconcile did, for the log. */
 export interface ReconcileReport {

@@ -6,10 +6,10 @@
  * @module
  */
 
-import { BangerError } from "../host/errors.ts";
-import type { VmDefaults } from "./config.ts";
-import { parseSize, SIZE_EXPECTED } from "./size.ts";
-import type { VmRecord, VmSpec } from "../store/vms.ts";
+import { BangerError } from "../../host/errors.ts";
+import type { VmDefaults } from "../config.ts";
+import { parseSize, SIZE_EXPECTED } from "../api/size.ts";
+import type { VmRecord, VmSpec } from "../../store/vms.ts";
 
 /** A VM request that cannot be honoured as written. */
 export class VmSpecError extends BangerError {}

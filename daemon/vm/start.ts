@@ -10,15 +10,15 @@
  * @module
  */
 
-import { renderGuestEnv } from "../catalog/guest/guest_env.ts";
-import { aggregateErrors, BangerError, errorMessage } from "../host/errors.ts";
-import { parseIpv4 } from "../host/ipv4.ts";
-import { vmFiles } from "../host/layout.ts";
-import type { RootDiskHandle } from "../host/rootdisk.ts";
-import { saveVm, type VmRecord } from "../store/vms.ts";
-import { getImageById, type ImageRecord } from "../store/images.ts";
-import type { OpContext } from "./rpc_server.ts";
-import type { VmDeps } from "./vm_deps.ts";
+import { renderGuestEnv } from "../../catalog/guest/guest_env.ts";
+import { aggregateErrors, BangerError, errorMessage } from "../../host/errors.ts";
+import { parseIpv4 } from "../../host/net/ipv4.ts";
+import { vmFiles } from "../../host/layout.ts";
+import type { RootDiskHandle } from "../../host/disk/rootdisk.ts";
+import { saveVm, type VmRecord } from "../../store/vms.ts";
+import { getImageById, type ImageRecord } from "../../store/images.ts";
+import type { OpContext } from "../rpc/server.ts";
+import type { VmDeps } from "./deps.ts";
 import { fileSyncOps, identityOps } from "./work_disk.ts";
 
 /** A start that failed at a step. */

@@ -11,11 +11,11 @@
  * @module
  */
 
-import { aggregateErrors, errorMessage } from "../host/errors.ts";
-import type { RootDiskHandle } from "../host/rootdisk.ts";
-import { saveVm, type VmRecord } from "../store/vms.ts";
-import type { OpContext } from "./rpc_server.ts";
-import type { VmDeps } from "./vm_deps.ts";
+import { aggregateErrors, errorMessage } from "../../host/errors.ts";
+import type { RootDiskHandle } from "../../host/disk/rootdisk.ts";
+import { saveVm, type VmRecord } from "../../store/vms.ts";
+import type { OpContext } from "../rpc/server.ts";
+import type { VmDeps } from "./deps.ts";
 import type { GuestRef } from "./guest_access.ts";
 
 const SYNC_TIMEOUT_MS = 20_000;

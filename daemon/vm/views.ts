@@ -4,11 +4,11 @@
  * @module
  */
 
-import type { ImageView, KernelView } from "./api/image.ts";
-import type { VmView } from "./api/vm.ts";
-import type { ImageRecord } from "../store/images.ts";
-import type { KernelRecord } from "../store/kernels.ts";
-import type { VmRecord } from "../store/vms.ts";
+import type { ImageView, KernelView } from "../api/image.ts";
+import type { VmView } from "../api/vm.ts";
+import type { ImageRecord } from "../../store/images.ts";
+import type { KernelRecord } from "../../store/kernels.ts";
+import type { VmRecord } from "../../store/vms.ts";
 
 /** An image for the CLI. */
 export function imageView(image: ImageRecord, usedBy: string[]): ImageView {

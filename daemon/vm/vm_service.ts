@@ -15,9 +15,9 @@
  * @module
  */
 
-import { BangerError, errorMessage } from "../host/errors.ts";
-import { vmsDir } from "../host/layout.ts";
-import { guestMac, parseIpv4 } from "../host/ipv4.ts";
+import { BangerError, errorMessage } from "../../host/errors.ts";
+import { vmsDir } from "../../host/layout.ts";
+import { guestMac, parseIpv4 } from "../../host/net/ipv4.ts";
 import {
   deleteVm,
   getVm,
@@ -28,10 +28,10 @@ import {
   usedAddresses,
   type VmRecord,
   type WorkspaceRecord,
-} from "../store/vms.ts";
-import { randomId } from "./image_service.ts";
-import { KeyedLock, Mutex } from "./locks.ts";
-import type { OpContext } from "./rpc_server.ts";
+} from "../../store/vms.ts";
+import { randomId } from "../image/image_service.ts";
+import { KeyedLock, Mutex } from "../locks.ts";
+import type { OpContext } from "../rpc/server.ts";
 import {
   buildSpec,
   checkMemory,
@@ -41,10 +41,10 @@ import {
   resolveVmRef,
   type SpecRequest,
   validateVmName,
-} from "./vm_spec.ts";
-import type { VmDeps } from "./vm_deps.ts";
-import { startVm } from "./vm_start.ts";
-import { guestRef, killVm, stopVm, teardownVm } from "./vm_stop.ts";
+} from "./spec.ts";
+import type { VmDeps } from "./deps.ts";
+import { startVm } from "./start.ts";
+import { guestRef, killVm, stopVm, teardownVm } from "./stop.ts";
 
 /** A VM in the wrong state for a verb. */
 export class VmStateError extends BangerError {}

@@ -9,9 +9,9 @@
  */
 
 import { Buffer } from "node:buffer";
-import { BangerError } from "../host/errors.ts";
-import type { Ext4Op } from "../host/privileged_ops.ts";
-import type { FileSync } from "./config.ts";
+import { BangerError } from "../../host/errors.ts";
+import type { Ext4Op } from "../../host/privileged/privileged_ops.ts";
+import type { FileSync } from "../config.ts";
 
 /** A file_sync entry that cannot be copied. */
 export class FileSyncError extends BangerError {}

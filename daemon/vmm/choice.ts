@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { KvmStatus } from "../host/kvm.ts";
-import type { VmmChoice } from "./config.ts";
+import type { KvmStatus } from "../../host/vmm/kvm.ts";
+import type { VmmChoice } from "../config.ts";
 
 /** The VMM that will run guests, and why. */
 export interface VmmDecision {

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { BangerError } from "../host/errors.ts";
-import { parseProcStat, type ProcReader, SIGNAL_NAMES, signalName } from "../host/process.ts";
+import { BangerError } from "../../host/errors.ts";
+import { parseProcStat, type ProcReader, SIGNAL_NAMES, signalName } from "../../host/os/process.ts";
 
 /** Everything a VMM needs to boot one guest. Paths are absolute. */
 export interface VmmLaunch {

@@ -5,17 +5,17 @@
  * @module
  */
 
-import { renderKernelCmdline } from "../host/kernel_cmdline.ts";
-import { Firecracker } from "../host/firecracker.ts";
-import { vmFiles } from "../host/layout.ts";
-import type { VmmProcessOps } from "../host/privileged_ops.ts";
+import { renderKernelCmdline } from "../../host/vmm/kernel_cmdline.ts";
+import { Firecracker } from "../../host/vmm/firecracker/firecracker.ts";
+import { vmFiles } from "../../host/layout.ts";
+import type { VmmProcessOps } from "../../host/privileged/privileged_ops.ts";
 import {
   processStats,
   type VmmDriver,
   type VmmLaunch,
   vmmSignal,
   type VmmStats,
-} from "./vmm_driver.ts";
+} from "./driver.ts";
 
 /** Configures a VMM whose API answers for `spec` and starts the guest. */
 export async function bootGuest(vmm: Firecracker, spec: VmmLaunch): Promise<void> {

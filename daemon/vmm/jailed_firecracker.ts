@@ -10,13 +10,13 @@
  * @module
  */
 
-import { writeFileAtomic } from "../host/atomic_file.ts";
-import type { Firecracker } from "../host/firecracker.ts";
-import { vmFiles } from "../host/layout.ts";
-import type { PrivilegedOps } from "../host/privileged_ops.ts";
-import { BangerError } from "../host/errors.ts";
-import type { VmmDriver, VmmLaunch, VmmStats } from "./vmm_driver.ts";
-import { bootGuest, FirecrackerDriver } from "./vmm_firecracker.ts";
+import { writeFileAtomic } from "../../host/os/atomic_file.ts";
+import type { Firecracker } from "../../host/vmm/firecracker/firecracker.ts";
+import { vmFiles } from "../../host/layout.ts";
+import type { PrivilegedOps } from "../../host/privileged/privileged_ops.ts";
+import { BangerError } from "../../host/errors.ts";
+import type { VmmDriver, VmmLaunch, VmmStats } from "./driver.ts";
+import { bootGuest, FirecrackerDriver } from "./firecracker.ts";
 
 const API_WAIT_MS = 10_000;
 const POLL_MS = 20;

@@ -11,20 +11,20 @@
  * @module
  */
 
-import { renderKernelCmdline } from "../host/kernel_cmdline.ts";
-import { BangerError } from "../host/errors.ts";
-import { vmFiles } from "../host/layout.ts";
-import type { VmmProcessOps } from "../host/privileged_ops.ts";
-import { processArgv } from "../host/process.ts";
-import { launchQemu, QemuProcess } from "../host/qemu.ts";
-import { guestMac } from "../host/ipv4.ts";
+import { renderKernelCmdline } from "../../host/vmm/kernel_cmdline.ts";
+import { BangerError } from "../../host/errors.ts";
+import { vmFiles } from "../../host/layout.ts";
+import type { VmmProcessOps } from "../../host/privileged/privileged_ops.ts";
+import { processArgv } from "../../host/os/process.ts";
+import { launchQemu, QemuProcess } from "../../host/vmm/qemu/qemu.ts";
+import { guestMac } from "../../host/net/ipv4.ts";
 import {
   processStats,
   type VmmDriver,
   type VmmLaunch,
   vmmSignal,
   type VmmStats,
-} from "./vmm_driver.ts";
+} from "./driver.ts";
 
 const POLL_MS = 50;
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { GuestAccess, GuestRef } from "./guest_access.ts";
+import type { GuestAccess, GuestRef } from "../vm/guest_access.ts";
 
 /** Options of {@linkcode GuestShell.run}. */
 export interface GuestShellRunOptions {

@@ -15,17 +15,11 @@
  * @module
  */
 
-import { BangerError } from "../host/errors.ts";
-import { formatSize } from "./size.ts";
-import { GitRepo, SNAPSHOT_REF } from "../host/git.ts";
-import {
-  beginImport,
-  exportPatch,
-  extractTar,
-  finishFullCopy,
-  finishOverlay,
-} from "./_workspace_scripts.ts";
-import type { GuestShell, GuestShellResult } from "./_workspace_shell.ts";
+import { BangerError } from "../../host/errors.ts";
+import { formatSize } from "../api/size.ts";
+import { GitRepo, SNAPSHOT_REF } from "../../host/git/git.ts";
+import { beginImport, exportPatch, extractTar, finishFullCopy, finishOverlay } from "./_scripts.ts";
+import type { GuestShell, GuestShellResult } from "./_shell.ts";
 
 /** A workspace that cannot be prepared or exported. */
 export class WorkspaceError extends BangerError {}

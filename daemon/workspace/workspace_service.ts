@@ -12,12 +12,12 @@
  * @module
  */
 
-import type { VmRecord, WorkspaceRecord } from "../store/vms.ts";
-import { getVm } from "../store/vms.ts";
-import { GitRepo } from "../host/git.ts";
-import { errorMessage } from "../host/errors.ts";
-import { GUEST_BASE_REF } from "./_workspace_scripts.ts";
-import { type GuestShell, SshGuestShell } from "./_workspace_shell.ts";
+import type { VmRecord, WorkspaceRecord } from "../../store/vms.ts";
+import { getVm } from "../../store/vms.ts";
+import { GitRepo } from "../../host/git/git.ts";
+import { errorMessage } from "../../host/errors.ts";
+import { GUEST_BASE_REF } from "./_scripts.ts";
+import { type GuestShell, SshGuestShell } from "./_shell.ts";
 import {
   exportWorkspace,
   importWorkspace,
@@ -25,16 +25,16 @@ import {
   planWorkspace,
   WorkspaceError,
   type WorkspacePlan,
-} from "./_workspace_sync.ts";
-import type { PrepareResult } from "./api/workspace.ts";
-import { KeyedLock } from "./locks.ts";
-import type { OpContext } from "./rpc_server.ts";
-import type { VmDeps } from "./vm_deps.ts";
-import { sshInvocation } from "./vm_inspect.ts";
-import { assertStatus, type VmService } from "./vm_service.ts";
-import { guestRef } from "./vm_stop.ts";
+} from "./_sync.ts";
+import type { PrepareResult } from "../api/workspace.ts";
+import { KeyedLock } from "../locks.ts";
+import type { OpContext } from "../rpc/server.ts";
+import type { VmDeps } from "../vm/deps.ts";
+import { sshInvocation } from "../vm/inspect.ts";
+import { assertStatus, type VmService } from "../vm/vm_service.ts";
+import { guestRef } from "../vm/stop.ts";
 
-export { WorkspaceError } from "./_workspace_sync.ts";
+export { WorkspaceError } from "./_sync.ts";
 
 /** What the service needs. */
 export interface WorkspaceDeps {

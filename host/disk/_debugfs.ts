@@ -1,7 +1,7 @@
 /**
  * Pure pieces of the ext4 writer: guest-path checks, debugfs argument quoting, parsing
  * `ls -p` listings and rendering one batched `debugfs -w -f -` script from typed
- * operations. Folder-private; `host/ext4.ts` re-exports what callers need.
+ * operations. Folder-private; `host/disk/ext4.ts` re-exports what callers need.
  *
  * What debugfs's command parser (e2fsprogs `lib/ss/parse.c`, checked against debugfs
  * 1.47.0 here) accepts: script lines are read with fgets and cut at the first `\n` or
@@ -12,7 +12,7 @@
  * @module
  */
 
-import { BangerError } from "./errors.ts";
+import { BangerError } from "../errors.ts";
 
 /** A guest filesystem operation could not be planned or run. */
 export class Ext4Error extends BangerError {}

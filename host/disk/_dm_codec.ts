@@ -1,13 +1,13 @@
 /**
  * Pure codecs for the device-mapper ioctl structs: `struct dm_ioctl` (312 bytes),
  * `struct dm_target_spec` (40 bytes) followed by 8-byte-aligned params, and the
- * `dm_name_list` chain. No `Deno.*` calls. Folder-private; `host/dm.ts` re-exports it.
+ * `dm_name_list` chain. No `Deno.*` calls. Folder-private; `host/disk/dm.ts` re-exports it.
  *
  * @module
  */
 
-import { concatBytes } from "./bytes.ts";
-import { BangerError } from "./errors.ts";
+import { concatBytes } from "../bytes.ts";
+import { BangerError } from "../errors.ts";
 
 // <linux/dm-ioctl.h> (uapi 4.47.0; layout checked with gcc, reference §5.3)
 /** sizeof(struct dm_ioctl). */

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { because, Errno, Fd, LibcError, O_RDWR, pathExists } from "./libc.ts";
+import { because, Errno, Fd, LibcError, O_RDWR, pathExists } from "../os/libc.ts";
 import {
   decodeDev,
   decodeDmIoctl,

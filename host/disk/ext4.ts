@@ -28,8 +28,8 @@ import {
   renderOwnershipScript,
   renderWriteScript,
 } from "./_debugfs.ts";
-import { run } from "./exec.ts";
-import { because } from "./libc.ts";
+import { run } from "../os/exec.ts";
+import { because } from "../os/libc.ts";
 
 export {
   checkGuestPath,

@@ -2,7 +2,7 @@
  * Copying an image file for a per-VM root disk: a reflink (`FICLONE`) when the
  * filesystem shares extents, otherwise a sparse copy that walks `SEEK_DATA`/`SEEK_HOLE`
  * and never reads a hole, always through a sibling temp file and a rename.
- * Folder-private; `host/rootdisk.ts` uses it.
+ * Folder-private; `host/disk/rootdisk.ts` uses it.
  *
  * @module
  */
@@ -20,7 +20,7 @@ import {
   SEEK_DATA,
   SEEK_END,
   SEEK_HOLE,
-} from "./libc.ts";
+} from "../os/libc.ts";
 
 // <linux/fs.h>
 /** Share `src`'s extents with the destination: `ioctl(dst, FICLONE, src_fd)`. */

@@ -7,9 +7,9 @@
  * @module
  */
 
-import { BangerError } from "./errors.ts";
-import { because, Errno, Fd, LibcError, O_RDONLY, O_RDWR } from "./libc.ts";
-import { listProcDir, readProcFileIfExists } from "./procfs.ts";
+import { BangerError } from "../errors.ts";
+import { because, Errno, Fd, LibcError, O_RDONLY, O_RDWR } from "../os/libc.ts";
+import { listProcDir, readProcFileIfExists } from "../os/procfs.ts";
 
 // <linux/loop.h> (uapi; values checked with gcc in reference/host-primitives-lab.md §1)
 /** Detach the backing file (deferred while others hold the device open). */

@@ -3,7 +3,7 @@
  * the owner, who could swap a component for a symlink between the helper's path check
  * and its use; so every file here is reached through descriptors opened with openat2
  * `RESOLVE_NO_SYMLINKS` ({@linkcode PinnedDir}), and the result is handed to the owner
- * with fchown. A dm-snapshot disk (made by `host/rootdisk.ts` by path) is checked after
+ * with fchown. A dm-snapshot disk (made by `host/disk/rootdisk.ts` by path) is checked after
  * the fact: each loop must be backed by exactly the file it was asked for, or the disk is
  * released again before anyone could write to it.
  *
@@ -11,10 +11,10 @@
  */
 
 import { basename, dirname } from "node:path";
-import { FICLONE, sparseCopy } from "./_file_copy.ts";
-import { BangerError } from "./errors.ts";
+import { FICLONE, sparseCopy } from "./file_copy.ts";
+import { BangerError } from "../errors.ts";
 import { deviceMapperSupport } from "./dm.ts";
-import { vmFiles } from "./layout.ts";
+import { vmFiles } from "../layout.ts";
 import {
   because,
   Errno,
@@ -26,8 +26,8 @@ import {
   RESOLVE_NO_SYMLINKS,
   S_IFMT,
   S_IFREG,
-} from "./libc.ts";
-import { PinnedDir } from "./pinned_dir.ts";
+} from "../os/libc.ts";
+import { PinnedDir } from "../os/pinned_dir.ts";
 import {
   createRootDisk,
   type CreateRootDiskOptions,

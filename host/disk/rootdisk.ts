@@ -16,11 +16,11 @@
  */
 
 import { dirname } from "node:path";
-import { aggregateErrors, BangerError } from "./errors.ts";
+import { aggregateErrors, BangerError } from "../errors.ts";
 import { bytesToSectors, deviceMapperSupport, dmCreate, dmRemove, planSnapshot } from "./dm.ts";
-import { vmFiles } from "./layout.ts";
-import { copyImage, FICLONE, probeReflink } from "./_file_copy.ts";
-import { because } from "./libc.ts";
+import { vmFiles } from "../layout.ts";
+import { copyImage, FICLONE, probeReflink } from "./file_copy.ts";
+import { because } from "../os/libc.ts";
 import {
   attachLoop,
   blockDeviceSize,
@@ -28,7 +28,7 @@ import {
   type LoopAttachment,
   loopBackingFile,
 } from "./loop.ts";
-import * as s from "./schema.ts";
+import * as s from "../schema.ts";
 
 export { FICLONE };
 

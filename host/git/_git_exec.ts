@@ -5,8 +5,8 @@
  * @module
  */
 
-import { BangerError } from "./errors.ts";
-import { collectOutput } from "./exec.ts";
+import { BangerError } from "../errors.ts";
+import { collectOutput } from "../os/exec.ts";
 
 /** A git repository that cannot be used, or a git command that failed. */
 export class GitError extends BangerError {}

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { ExecError } from "./errors.ts";
+import { ExecError } from "../errors.ts";
 import {
   BASE_ENV,
   decode,

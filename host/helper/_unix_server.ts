@@ -14,9 +14,9 @@
  * @module
  */
 
-import { concatBytes } from "./bytes.ts";
-import { BangerError } from "./errors.ts";
-import { failure, libc, type PeerCredentials, peerCredentials } from "./libc.ts";
+import { concatBytes } from "../bytes.ts";
+import { BangerError } from "../errors.ts";
+import { failure, libc, type PeerCredentials, peerCredentials } from "../os/libc.ts";
 
 // <sys/socket.h>, <bits/socket_type.h>, <asm-generic/socket.h>
 const AF_UNIX = 1;

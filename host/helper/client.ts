@@ -1,6 +1,6 @@
 /**
  * {@linkcode HelperOps}: `PrivilegedOps` as calls to the root helper, one unix-socket
- * connection per call (`host/helper_protocol.ts`), forwarding the current RPC's op id
+ * connection per call (`host/helper/protocol.ts`), forwarding the current RPC's op id
  * (`host/op_id_scope.ts`). The helper's refusals come back as
  * {@linkcode PrivilegedOpsError}s with its code, message and hint. The ext4 operations
  * run locally (unprivileged) through the `local` implementation.
@@ -8,27 +8,27 @@
  * @module
  */
 
-import { concatBytes } from "./bytes.ts";
-import type { Ext4Check } from "./ext4.ts";
+import { concatBytes } from "../bytes.ts";
+import type { Ext4Check } from "../disk/ext4.ts";
 import {
   HELPER_PING,
   type HelperOpName,
   type HelperPing,
   MAX_HELPER_RESPONSE_BYTES,
   parseHelperResponse,
-} from "./helper_protocol.ts";
-import type { AttachedLoop } from "./loop.ts";
-import type { NatEntry } from "./nat.ts";
-import { opIdScope } from "./op_id_scope.ts";
+} from "./protocol.ts";
+import type { AttachedLoop } from "../disk/loop.ts";
+import type { NatEntry } from "../net/nat.ts";
+import { opIdScope } from "../op_id_scope.ts";
 import {
   type HostFacts,
   type JailedLaunch,
   type OpArgs,
   type PrivilegedOps,
   PrivilegedOpsError,
-} from "./privileged_ops.ts";
-import type { RootDiskHandle, StrategyReport } from "./rootdisk.ts";
-import type { TapInfo } from "./tap.ts";
+} from "../privileged/privileged_ops.ts";
+import type { RootDiskHandle, StrategyReport } from "../disk/rootdisk.ts";
+import type { TapInfo } from "../net/tap.ts";
 
 /** Options of {@linkcode HelperOps}. */
 export interface HelperOpsOptions {

@@ -7,12 +7,12 @@
  */
 
 import { parse as parseToml } from "smol-toml";
-import { BangerError } from "./errors.ts";
-import { whichProgram } from "./exec.ts";
-import { HelperServer } from "./helper_server.ts";
-import { InProcessOps, type InProcessOpsOptions } from "./in_process_ops.ts";
-import { readInstallRecord } from "./install_record.ts";
-import { helperRuntimeDir, helperSocket, jailerBaseDir, systemLayout } from "./layout.ts";
+import { BangerError } from "../errors.ts";
+import { whichProgram } from "../os/exec.ts";
+import { HelperServer } from "./server.ts";
+import { InProcessOps, type InProcessOpsOptions } from "../privileged/in_process_ops.ts";
+import { readInstallRecord } from "../system/install_record.ts";
+import { helperRuntimeDir, helperSocket, jailerBaseDir, systemLayout } from "../layout.ts";
 
 /** The helper refused to start. */
 export class HelperStartError extends BangerError {}

@@ -14,9 +14,9 @@
  * @module
  */
 
-import type { ErrorCode } from "./errors.ts";
-import type { PrivilegedOpName } from "./privileged_ops.ts";
-import * as s from "./schema.ts";
+import type { ErrorCode } from "../errors.ts";
+import type { PrivilegedOpName } from "../privileged/privileged_ops.ts";
+import * as s from "../schema.ts";
 
 /** Largest request line the helper reads. */
 export const MAX_HELPER_REQUEST_BYTES = 4 * 1024 * 1024;

@@ -3,7 +3,7 @@
  * the owner uid (mode 0600, in a root-owned 0711 directory), reads the peer's
  * credentials with SO_PEERCRED on every connection and serves only uid 0 and the owner;
  * everyone else gets one `permission_denied` answer and the connection is closed. Each
- * connection carries one request (`host/helper_protocol.ts`), whose arguments are parsed
+ * connection carries one request (`host/helper/protocol.ts`), whose arguments are parsed
  * with `parseOpArgs` before the `PrivilegedOps` implementation (which checks every path
  * and name again) runs it. One JSON log line per call names the op, the op id forwarded
  * by the owner daemon, the peer and the outcome (routine `/proc` reads excepted: the
@@ -13,7 +13,7 @@
  */
 
 import { type UnixConnection, UnixListener } from "./_unix_server.ts";
-import { BangerError, errorMessage } from "./errors.ts";
+import { BangerError, errorMessage } from "../errors.ts";
 import {
   HELPER_PING,
   type HelperErrorBody,
@@ -22,9 +22,9 @@ import {
   type HelperResponse,
   isHelperOp,
   MAX_HELPER_REQUEST_BYTES,
-} from "./helper_protocol.ts";
-import { parseOpArgs, type PrivilegedOps } from "./privileged_ops.ts";
-import { SchemaError } from "./schema.ts";
+} from "./protocol.ts";
+import { parseOpArgs, type PrivilegedOps } from "../privileged/privileged_ops.ts";
+import { SchemaError } from "../schema.ts";
 
 /** How much of an oversized request is read and dropped so its sender gets the answer. */
 const DRAIN_LIMIT = 64 * 1024 * 1024;

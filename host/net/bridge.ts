@@ -6,11 +6,11 @@
  * @module
  */
 
-import { BangerError } from "./errors.ts";
-import { ExecError } from "./errors.ts";
-import { run, runText } from "./exec.ts";
+import { BangerError } from "../errors.ts";
+import { ExecError } from "../errors.ts";
+import { run, runText } from "../os/exec.ts";
 import { formatIpv4, parseIpv4 } from "./ipv4.ts";
-import { because } from "./libc.ts";
+import { because } from "../os/libc.ts";
 import { isTapName } from "./tap.ts";
 
 const BRIDGE_NAME = /^bg-[a-z0-9-]{1,12}$/;

@@ -14,11 +14,11 @@
  * @module
  */
 
-import { BangerError, ExecError } from "./errors.ts";
-import { run, runText } from "./exec.ts";
+import { BangerError, ExecError } from "../errors.ts";
+import { run, runText } from "../os/exec.ts";
 import { formatIpv4, parseIpv4 } from "./ipv4.ts";
-import { because } from "./libc.ts";
-import { readProcFile, writeProcFile } from "./procfs.ts";
+import { because } from "../os/libc.ts";
+import { readProcFile, writeProcFile } from "../os/procfs.ts";
 import { isBridgeName } from "./bridge.ts";
 
 /** The nftables family and name of banger's table. */

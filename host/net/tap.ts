@@ -13,10 +13,10 @@
  * @module
  */
 
-import { BangerError } from "./errors.ts";
-import { run, runText } from "./exec.ts";
-import { because, Errno, Fd, LibcError, O_RDWR } from "./libc.ts";
-import { readProcFileIfExists } from "./procfs.ts";
+import { BangerError } from "../errors.ts";
+import { run, runText } from "../os/exec.ts";
+import { because, Errno, Fd, LibcError, O_RDWR } from "../os/libc.ts";
+import { readProcFileIfExists } from "../os/procfs.ts";
 
 // <linux/if_tun.h>, <linux/if.h> (values checked with gcc, reference §2)
 /** Attach this fd to the named tun/tap device, creating it if needed. */

@@ -2,7 +2,7 @@
  * The one `Deno.dlopen` table of the C library, opened on first use so importing
  * `host/` never needs `--allow-ffi` until a privileged primitive actually runs.
  *
- * Folder-private: use the checked wrappers in `host/libc.ts`.
+ * Folder-private: use the checked wrappers in `host/os/libc.ts`.
  *
  * ioctl(2) is variadic; declaring it with fixed arguments is sound on x86_64 SysV
  * because variadic and fixed integer/pointer arguments travel in the same registers
@@ -87,7 +87,7 @@ let library: Deno.DynamicLibrary<typeof SYMBOLS> | undefined;
  * Opens libc (once) and returns its symbols.
  *
  * @throws {Error} the last `Deno.dlopen` failure when no candidate path loads (for
- *   example without `--allow-ffi`); `host/libc.ts` turns it into a `LibcError`.
+ *   example without `--allow-ffi`); `host/os/libc.ts` turns it into a `LibcError`.
  */
 export function loadLibc(): LibcSymbols {
   if (library) return library.symbols;

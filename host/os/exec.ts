@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ExecError } from "./errors.ts";
+import { ExecError } from "../errors.ts";
 
 /** Options for {@linkcode run}. */
 export interface RunOptions {

@@ -1,5 +1,5 @@
 /**
- * Checked C library calls: each wrapper calls libc through `host/_libc.ts`, reads
+ * Checked C library calls: each wrapper calls libc through `host/os/_libc.ts`, reads
  * `errno` right after a failure and throws a {@linkcode LibcError} naming what could not
  * be done, the file or device, and `strerror`.
  *
@@ -9,9 +9,9 @@
  * @module
  */
 
-import { concatBytes } from "./bytes.ts";
+import { concatBytes } from "../bytes.ts";
 import { type LibcSymbols, loadLibc } from "./_libc.ts";
-import { BangerError, type ErrorCode } from "./errors.ts";
+import { BangerError, type ErrorCode } from "../errors.ts";
 
 // <asm-generic/fcntl.h> (x86_64 values)
 /** Open for reading only. */

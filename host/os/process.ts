@@ -7,7 +7,7 @@
  * @module
  */
 
-import { BangerError } from "./errors.ts";
+import { BangerError } from "../errors.ts";
 
 // <asm-generic/signal.h> (x86_64)
 const SIGNALS: Record<string, number> = {

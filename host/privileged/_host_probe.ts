@@ -9,10 +9,10 @@
  * @module
  */
 
-import { cpuFlags, cpuKhz, type KvmFacts } from "./kvm.ts";
-import { Fd, LibcError, O_PATH, O_RDWR, pathExists } from "./libc.ts";
+import { cpuFlags, cpuKhz, type KvmFacts } from "../vmm/kvm.ts";
+import { Fd, LibcError, O_PATH, O_RDWR, pathExists } from "../os/libc.ts";
 import type { HostFacts } from "./privileged_ops.ts";
-import { readProcFileIfExists } from "./procfs.ts";
+import { readProcFileIfExists } from "../os/procfs.ts";
 
 /** The user whose access is judged, with every group it is in. */
 export interface VmmUser {

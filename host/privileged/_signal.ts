@@ -7,8 +7,8 @@
  * @module
  */
 
-import { Errno, failure, lastErrno, libc } from "./libc.ts";
-import { SIGNAL_NAMES, signalNumber } from "./process.ts";
+import { Errno, failure, lastErrno, libc } from "../os/libc.ts";
+import { SIGNAL_NAMES, signalNumber } from "../os/process.ts";
 
 /**
  * Sends `signal` to `pid`.

@@ -13,8 +13,8 @@
 import { signalProcess } from "./_signal.ts";
 import { canonicalPath, type ManagedPaths } from "./managed_paths.ts";
 import { type OpArgs, PrivilegedOpsError } from "./privileged_ops.ts";
-import { parseProcStat, signalName } from "./process.ts";
-import { readProcFileIfExists } from "./procfs.ts";
+import { parseProcStat, signalName } from "../os/process.ts";
+import { readProcFileIfExists } from "../os/procfs.ts";
 
 /**
  * Checks and sends the signal.

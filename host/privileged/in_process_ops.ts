@@ -9,7 +9,7 @@
 import { probeHostFacts, vmmUser } from "./_host_probe.ts";
 import { processExists } from "./_signal.ts";
 import { signalVmmProcess } from "./_vmm_signal.ts";
-import { ensureBridge } from "./bridge.ts";
+import { ensureBridge } from "../net/bridge.ts";
 import {
   applyExt4Ownership,
   checkExt4,
@@ -20,18 +20,23 @@ import {
   growExt4,
   readExt4File,
   writeExt4,
-} from "./ext4.ts";
-import { jailPaths, prepareJailChroot, renderJailerArgs, spawnJailer } from "./jailer.ts";
-import { type Layout, vmFiles } from "./layout.ts";
-import { type AttachedLoop, detachLoop, listLoops, loopBackingFile } from "./loop.ts";
+} from "../disk/ext4.ts";
+import {
+  jailPaths,
+  prepareJailChroot,
+  renderJailerArgs,
+  spawnJailer,
+} from "../vmm/firecracker/jailer.ts";
+import { type Layout, vmFiles } from "../layout.ts";
+import { type AttachedLoop, detachLoop, listLoops, loopBackingFile } from "../disk/loop.ts";
 import { canonicalPath, ManagedPaths } from "./managed_paths.ts";
-import { addNat, listNat, type NatEntry, removeNat } from "./nat.ts";
+import { addNat, listNat, type NatEntry, removeNat } from "../net/nat.ts";
 import {
   createOwnedRootDisk,
   type FileOwner,
   ownedRootDiskStrategy,
   releaseOwnedRootDisk,
-} from "./owned_root_disk.ts";
+} from "../disk/owned_root_disk.ts";
 import {
   type HostFacts,
   type JailedLaunch,
@@ -41,15 +46,15 @@ import {
   type PrivilegedOps,
   PrivilegedOpsError,
 } from "./privileged_ops.ts";
-import { readProcFile, readProcFileIfExists } from "./procfs.ts";
+import { readProcFile, readProcFileIfExists } from "../os/procfs.ts";
 import {
   createRootDisk,
   releaseRootDisk,
   type RootDiskHandle,
   rootDiskStrategy,
   type StrategyReport,
-} from "./rootdisk.ts";
-import { createTap, deleteTap, listTaps, type TapInfo } from "./tap.ts";
+} from "../disk/rootdisk.ts";
+import { createTap, deleteTap, listTaps, type TapInfo } from "../net/tap.ts";
 
 const DELETED = " (deleted)";
 /** The `/proc` and `/sys` files callers may read: liveness, stats, doctor, loop discovery. */

@@ -7,8 +7,8 @@
  * @module
  */
 
-import { BangerError } from "./errors.ts";
-import type { Layout } from "./layout.ts";
+import { BangerError } from "../errors.ts";
+import type { Layout } from "../layout.ts";
 
 /** A path was refused: malformed (`invalid_argument`) or not banger's (`permission_denied`). */
 export class ManagedPathError extends BangerError {}

@@ -5,7 +5,7 @@
  * with the same {@linkcode PRIVILEGED_OP_ARGS} schemas the in-process implementation
  * uses. Implementations validate before touching anything: names must carry banger's
  * prefix, paths must be inside banger's directories with no symlinks
- * (`host/managed_paths.ts`), loop devices must be `/dev/loopN`, addresses must parse.
+ * (`host/privileged/managed_paths.ts`), loop devices must be `/dev/loopN`, addresses must parse.
  *
  * Naming (chosen here): bridges `bg-` + 1–12 of `a-z0-9-` (not starting `bg-tap`), taps
  * `bg-tap` + 1–9 of `a-z0-9-`, dm devices `bg-root-<vmId>[-base]`, nft table `ip banger`.
@@ -13,20 +13,20 @@
  * @module
  */
 
-import { parseInterfaceAddress } from "./bridge.ts";
-import { isBridgeName } from "./bridge.ts";
-import { BangerError } from "./errors.ts";
-import type { Ext4Check, Ext4Op, OwnershipEntry } from "./ext4.ts";
-import { parseIpv4 } from "./ipv4.ts";
-import type { KvmFacts } from "./kvm.ts";
-import type { AttachedLoop } from "./loop.ts";
-import { parseLoopPath } from "./loop.ts";
-import type { NatEntry } from "./nat.ts";
-import { SIGNAL_NAMES, signalName } from "./process.ts";
-import type { RootDiskHandle, RootDiskStrategy, StrategyReport } from "./rootdisk.ts";
-import * as s from "./schema.ts";
-import type { TapInfo } from "./tap.ts";
-import { isTapName } from "./tap.ts";
+import { parseInterfaceAddress } from "../net/bridge.ts";
+import { isBridgeName } from "../net/bridge.ts";
+import { BangerError } from "../errors.ts";
+import type { Ext4Check, Ext4Op, OwnershipEntry } from "../disk/ext4.ts";
+import { parseIpv4 } from "../net/ipv4.ts";
+import type { KvmFacts } from "../vmm/kvm.ts";
+import type { AttachedLoop } from "../disk/loop.ts";
+import { parseLoopPath } from "../disk/loop.ts";
+import type { NatEntry } from "../net/nat.ts";
+import { SIGNAL_NAMES, signalName } from "../os/process.ts";
+import type { RootDiskHandle, RootDiskStrategy, StrategyReport } from "../disk/rootdisk.ts";
+import * as s from "../schema.ts";
+import type { TapInfo } from "../net/tap.ts";
+import { isTapName } from "../net/tap.ts";
 
 /** A privileged call was refused before it touched anything, or its arguments are malformed. */
 export class PrivilegedOpsError extends BangerError {}
@@ -329,7 +329,7 @@ export interface HostDevices {
 
 /** What {@linkcode PrivilegedOps.probeHost} found. */
 export interface HostFacts {
-  /** `/dev/kvm`, decided by `classifyKvm` (`host/kvm.ts`); accessible for the VMM user. */
+  /** `/dev/kvm`, decided by `classifyKvm` (`host/vmm/kvm.ts`); accessible for the VMM user. */
   kvm: KvmFacts;
   /** Device nodes. */
   devices: HostDevices;
@@ -339,7 +339,7 @@ export interface HostFacts {
 
 /**
  * The slice of {@linkcode PrivilegedOps} that watches and signals VMM processes: what
- * `host/firecracker.ts`, `host/qemu.ts` and the VMM drivers need for a VMM they did not
+ * `host/vmm/firecracker/firecracker.ts`, `host/vmm/qemu/qemu.ts` and the VMM drivers need for a VMM they did not
  * start themselves.
  */
 export type VmmProcessOps = Pick<PrivilegedOps, "readProcFile" | "signalVmm">;

@@ -11,12 +11,12 @@
  * @module
  */
 
-import { HelperOps } from "./helper_client.ts";
+import { HelperOps } from "../helper/client.ts";
 import type { InProcessOps } from "./in_process_ops.ts";
-import { helperSocket, type Layout } from "./layout.ts";
+import { helperSocket, type Layout } from "../layout.ts";
 import type { PrivilegedOps } from "./privileged_ops.ts";
 
-/** `host/in_process_ops.ts`, loaded on first use (`deno task compile` includes it). */
+/** `host/privileged/in_process_ops.ts`, loaded on first use (`deno task compile` includes it). */
 async function inProcessOps(layout: Layout): Promise<InProcessOps> {
   const url = new URL("./in_process_ops.ts", import.meta.url);
   const mod = await import(url.href) as { InProcessOps: typeof InProcessOps };

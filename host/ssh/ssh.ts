@@ -7,9 +7,9 @@
  * @module
  */
 
-import { writeFileAtomic } from "./atomic_file.ts";
-import { BangerError } from "./errors.ts";
-import { run } from "./exec.ts";
+import { writeFileAtomic } from "../os/atomic_file.ts";
+import { BangerError } from "../errors.ts";
+import { run } from "../os/exec.ts";
 
 /** An SSH problem: key generation, a changed host key, a guest that does not answer. */
 export class SshError extends BangerError {}

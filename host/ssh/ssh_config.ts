@@ -5,7 +5,7 @@
  * @module
  */
 
-import { BangerError } from "./errors.ts";
+import { BangerError } from "../errors.ts";
 
 /** A problem rendering or editing ssh configuration. */
 export class SshConfigError extends BangerError {}

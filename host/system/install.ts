@@ -13,9 +13,9 @@
  * @module
  */
 
-import { writeFileAtomic } from "./atomic_file.ts";
-import { BangerError } from "./errors.ts";
-import { run, runText } from "./exec.ts";
+import { writeFileAtomic } from "../os/atomic_file.ts";
+import { BangerError } from "../errors.ts";
+import { run, runText } from "../os/exec.ts";
 import { type InstallRecord, readInstallRecord, renderInstallRecord } from "./install_record.ts";
 import {
   helperRuntimeDir,
@@ -23,8 +23,8 @@ import {
   jailerBaseDir,
   systemLayout,
   systemUnitDir,
-} from "./layout.ts";
-import { HELPER_UNIT, OWNER_UNIT, renderHelperUnit, renderOwnerUnit } from "./system_units.ts";
+} from "../layout.ts";
+import { HELPER_UNIT, OWNER_UNIT, renderHelperUnit, renderOwnerUnit } from "./units.ts";
 
 /** A system install step failed. */
 export class SystemInstallError extends BangerError {}

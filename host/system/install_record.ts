@@ -8,9 +8,9 @@
  */
 
 import { parse as parseToml } from "smol-toml";
-import { BangerError } from "./errors.ts";
-import { installRecordPath } from "./layout.ts";
-import * as s from "./schema.ts";
+import { BangerError } from "../errors.ts";
+import { installRecordPath } from "../layout.ts";
+import * as s from "../schema.ts";
 
 /** The install record is missing fields, malformed, or would carry injected text. */
 export class InstallRecordError extends BangerError {}

@@ -6,15 +6,15 @@
  * @module
  */
 
-import { runHelper } from "./helper_main.ts";
-import { installRecordPath } from "./layout.ts";
+import { runHelper } from "../helper/main.ts";
+import { installRecordPath } from "../layout.ts";
 import {
   lookupUser,
   systemInstall,
   systemRestart,
   systemStatus,
   systemUninstall,
-} from "./system_install.ts";
+} from "./install.ts";
 
 /** What {@linkcode systemLocalOps} needs from the composition root. */
 export interface SystemLocalOptions {

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { BangerError } from "./errors.ts";
+import { BangerError } from "../errors.ts";
 
 /** The owner daemon's unit file name. */
 export const OWNER_UNIT = "banger.service";

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { BangerError } from "./errors.ts";
+import { BangerError } from "../errors.ts";
 
 /** A command line that cannot be built from the given values. */
 export class KernelCmdlineError extends BangerError {}

@@ -8,8 +8,8 @@
  * @module
  */
 
-import { concatBytes } from "./bytes.ts";
-import { BangerError } from "./errors.ts";
+import { concatBytes } from "../bytes.ts";
+import { BangerError } from "../errors.ts";
 
 /** A vsock connection could not be opened or broke. */
 export class VsockError extends BangerError {}

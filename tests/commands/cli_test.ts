@@ -2,7 +2,7 @@ import { assert, assertEquals, assertStringIncludes, assertThrows } from "../fix
 import { type CommandDef, parseArgv, renderHelp, UsageError } from "../../commands/_cli.ts";
 import { runCli } from "../../commands/cli.ts";
 import type { CliEnv } from "../../commands/env.ts";
-import { RpcClient } from "../../commands/rpc_client.ts";
+import { RpcClient } from "../../commands/client/rpc_client.ts";
 import { complete } from "../../commands/completion_cmd.ts";
 
 const tree: CommandDef = {

@@ -11,7 +11,7 @@
  * is then adopted: watched and killed through the helper), kill and delete, plus doctor.
  */
 import { storePath } from "../../host/layout.ts";
-import { readProcFile } from "../../host/procfs.ts";
+import { readProcFile } from "../../host/os/procfs.ts";
 import { Store } from "../../store/db.ts";
 import { assert, assertEquals, assertStringIncludes } from "../fixtures/assert.ts";
 import { taskFlags, waitForPath } from "../fixtures/banger_cli.ts";
@@ -26,16 +26,16 @@ const MAIN = `${ROOT}main.ts`;
 // --- the static proof ---------------------------------------------------------------
 
 /** Modules that call into libc themselves (their value imports from it). */
-const LIBC = ["host/_libc.ts", "host/libc.ts"];
+const LIBC = ["host/os/_libc.ts", "host/os/libc.ts"];
 
 /**
  * What owner-side code may import from a module that calls libc: pure functions (each is
  * documented "Pure." at its definition) the `PrivilegedOps` argument schemas validate with.
  */
 const PURE_EXPORTS: Record<string, string[]> = {
-  "host/loop.ts": ["parseLoopPath"],
-  "host/tap.ts": ["isTapName"],
-  "host/bridge.ts": ["isBridgeName", "parseInterfaceAddress"],
+  "host/disk/loop.ts": ["parseLoopPath"],
+  "host/net/tap.ts": ["isTapName"],
+  "host/net/bridge.ts": ["isBridgeName", "parseInterfaceAddress"],
 };
 
 /** The value (not type-only) imports of `file`: target → imported names. */
@@ -94,10 +94,22 @@ Deno.test("the owner role's modules reach libc only through pure validators; the
     }
   }
   assertEquals(violations, []);
-  for (const m of ["daemon/services.ts", "daemon/doctor.ts", "host/select_privileged_ops.ts"]) {
+  for (
+    const m of [
+      "daemon/services.ts",
+      "daemon/doctor.ts",
+      "host/privileged/select_privileged_ops.ts",
+    ]
+  ) {
     assert(seen.has(m), `the walk reaches ${m}`);
   }
-  for (const m of ["host/in_process_ops.ts", "host/procfs.ts", "host/_signal.ts"]) {
+  for (
+    const m of [
+      "host/privileged/in_process_ops.ts",
+      "host/os/procfs.ts",
+      "host/privileged/_signal.ts",
+    ]
+  ) {
     assert(!seen.has(m), `${m} is not in the owner role's static graph`);
   }
 });

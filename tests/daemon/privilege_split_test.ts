@@ -9,7 +9,7 @@
  * as on a stock Debian host (this machine's is 0600, which no unprivileged VMM can open).
  */
 import { storePath } from "../../host/layout.ts";
-import { readProcFile } from "../../host/procfs.ts";
+import { readProcFile } from "../../host/os/procfs.ts";
 import { Store } from "../../store/db.ts";
 import { assert, assertEquals, assertStringIncludes } from "../fixtures/assert.ts";
 import { deleteVmsAndStop, taskFlags, waitForPath } from "../fixtures/banger_cli.ts";

@@ -1,11 +1,11 @@
 /**
- * Waiting and small pure helpers of `host/firecracker.ts` (folder-private).
+ * Waiting and small pure helpers of `host/vmm/firecracker/firecracker.ts` (folder-private).
  *
  * @module
  */
 
-import { type FirecrackerClient, FirecrackerError } from "./firecracker_api.ts";
-import type { FirecrackerApiCall } from "./firecracker_config.ts";
+import { type FirecrackerClient, FirecrackerError } from "./api.ts";
+import type { FirecrackerApiCall } from "./config.ts";
 
 /** Whether a Firecracker argv names `apiSocket` (`--api-sock X` or `--api-sock=X`). Pure. */
 export function namesApiSocket(argv: readonly string[], apiSocket: string): boolean {

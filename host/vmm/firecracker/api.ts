@@ -5,12 +5,12 @@
  *
  * Bodies are sent whole with `Content-Length` over a raw `Deno.connect`, never chunked:
  * Firecracker's micro_http reads a body by its length only. The body types are in
- * `firecracker_types.ts`.
+ * `types.ts`.
  *
  * @module
  */
 
-import { BangerError, type BangerErrorOptions } from "./errors.ts";
+import { BangerError, type BangerErrorOptions } from "../../errors.ts";
 import type {
   ActionType,
   BootSource,
@@ -24,7 +24,7 @@ import type {
   PartialDrive,
   PartialNetworkInterface,
   Vsock,
-} from "./firecracker_types.ts";
+} from "./types.ts";
 
 /** Options of a {@linkcode FirecrackerError}. */
 export interface FirecrackerErrorOptions extends BangerErrorOptions {

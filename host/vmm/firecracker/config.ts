@@ -1,15 +1,15 @@
 /**
  * Renders a VM spec into the ordered Firecracker API calls that configure and boot it,
  * and into the equivalent `--config-file` JSON. Pure: no I/O; applying the calls is
- * `host/firecracker.ts`'s job.
+ * `host/vmm/firecracker/firecracker.ts`'s job.
  *
  * @module
  */
 
-import { BASE_BOOT_ARGS } from "./kernel_cmdline.ts";
-import { vmFiles } from "./layout.ts";
-import { guestMac } from "./ipv4.ts";
-import { FirecrackerError } from "./firecracker_api.ts";
+import { BASE_BOOT_ARGS } from "../kernel_cmdline.ts";
+import { vmFiles } from "../../layout.ts";
+import { guestMac } from "../../net/ipv4.ts";
+import { FirecrackerError } from "./api.ts";
 import type {
   ActionType,
   BootSource,
@@ -20,7 +20,7 @@ import type {
   Metrics,
   NetworkInterface,
   Vsock,
-} from "./firecracker_types.ts";
+} from "./types.ts";
 
 /**
  * The command-line arguments every banger guest keeps: serial console on ttyS0, reboot =

@@ -23,10 +23,10 @@
  * @module
  */
 
-import { writeFileAtomic } from "./atomic_file.ts";
-import { FirecrackerClient, FirecrackerError } from "./firecracker_api.ts";
-import { type FirecrackerVmSpec, renderFirecrackerConfig } from "./firecracker_config.ts";
-import { type FirecrackerMetrics, parseFirecrackerMetrics } from "./firecracker_metrics.ts";
+import { writeFileAtomic } from "../../os/atomic_file.ts";
+import { FirecrackerClient, FirecrackerError } from "./api.ts";
+import { type FirecrackerVmSpec, renderFirecrackerConfig } from "./config.ts";
+import { type FirecrackerMetrics, parseFirecrackerMetrics } from "./metrics.ts";
 import {
   applyCall,
   namesApiSocket,
@@ -35,10 +35,10 @@ import {
   sleep,
   spawnFirecracker,
   waitForApi,
-} from "./_firecracker_wait.ts";
-import { vmFiles } from "./layout.ts";
-import type { VmmProcessOps } from "./privileged_ops.ts";
-import { processArgv } from "./process.ts";
+} from "./_wait.ts";
+import { vmFiles } from "../../layout.ts";
+import type { VmmProcessOps } from "../../privileged/privileged_ops.ts";
+import { processArgv } from "../../os/process.ts";
 
 /** Options of {@linkcode Firecracker.adopt}. */
 export interface FirecrackerAdoptOptions {

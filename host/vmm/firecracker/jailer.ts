@@ -15,9 +15,9 @@
  */
 
 import { basename, dirname } from "node:path";
-import { sparseCopy } from "./_file_copy.ts";
-import { BangerError } from "./errors.ts";
-import { vmFiles } from "./layout.ts";
+import { sparseCopy } from "../../disk/file_copy.ts";
+import { BangerError } from "../../errors.ts";
+import { vmFiles } from "../../layout.ts";
 import {
   cString,
   failure,
@@ -28,9 +28,9 @@ import {
   RESOLVE_NO_MAGICLINKS,
   RESOLVE_NO_SYMLINKS,
   S_IFBLK,
-} from "./libc.ts";
-import { PinnedDir } from "./pinned_dir.ts";
-import { readProcFile } from "./procfs.ts";
+} from "../../os/libc.ts";
+import { PinnedDir } from "../../os/pinned_dir.ts";
+import { readProcFile } from "../../os/procfs.ts";
 
 /** The jailer could not be configured or started. */
 export class JailerError extends BangerError {}

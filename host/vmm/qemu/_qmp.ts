@@ -1,5 +1,5 @@
 /**
- * QMP (the QEMU Machine Protocol) exchange and a wait for `host/qemu.ts` (folder-private): JSON lines
+ * QMP (the QEMU Machine Protocol) exchange and a wait for `host/vmm/qemu/qemu.ts` (folder-private): JSON lines
  * on the monitor socket, events skipped. Failures are `BangerError`s with code
  * `unavailable` (the connection closed) or `failed_precondition` (QEMU refused), which
  * `QemuProcess.qmp` turns into `QemuError`s.
@@ -7,7 +7,7 @@
  * @module
  */
 
-import { BangerError } from "./errors.ts";
+import { BangerError } from "../../errors.ts";
 
 /** Resolves after `ms`, or earlier when `early` settles or `signal` aborts. */
 export function pause(ms: number, early?: Promise<unknown>, signal?: AbortSignal): Promise<void> {

@@ -1,11 +1,11 @@
 /**
- * The QEMU VM spec and its checks (folder-private part of `host/qemu.ts`, which exports
+ * The QEMU VM spec and its checks (folder-private part of `host/vmm/qemu/qemu.ts`, which exports
  * the type).
  *
  * @module
  */
 
-import { UNIX_PATH_MAX } from "./layout.ts";
+import { UNIX_PATH_MAX } from "../../layout.ts";
 
 /** What to run. All paths absolute. */
 export interface QemuVmSpec {
@@ -19,7 +19,7 @@ export interface QemuVmSpec {
   kernelPath: string;
   /** The banger initrd. */
   initrdPath: string;
-  /** Full kernel command line (`host/kernel_cmdline.ts`). */
+  /** Full kernel command line (`host/vmm/kernel_cmdline.ts`). */
   cmdline: string;
   /** Root disk image, the guest's `/dev/vda` (read-write). */
   rootDiskPath: string;

@@ -16,17 +16,17 @@
  * its JSON replies can be parsed, while HMP echoes input with terminal escapes.
  *
  * Accelerator: `-accel kvm -cpu host` only when KVM can run a standard guest
- * (`host/kvm.ts`: a nested PVM `/dev/kvm` cannot), else `-accel tcg -cpu max`. Under TCG
- * the kernel needs `tsc_early_khz` (`host/kernel_cmdline.ts`).
+ * (`host/vmm/kvm.ts`: a nested PVM `/dev/kvm` cannot), else `-accel tcg -cpu max`. Under TCG
+ * the kernel needs `tsc_early_khz` (`host/vmm/kernel_cmdline.ts`).
  *
  * @module
  */
 
 import { pause, qmpExchange } from "./_qmp.ts";
-import { type QemuVmSpec, specProblem } from "./_qemu_spec.ts";
-import { BangerError } from "./errors.ts";
-import type { VmmProcessOps } from "./privileged_ops.ts";
-import { processRunning } from "./process.ts";
+import { type QemuVmSpec, specProblem } from "./_spec.ts";
+import { BangerError } from "../../errors.ts";
+import type { VmmProcessOps } from "../../privileged/privileged_ops.ts";
+import { processRunning } from "../../os/process.ts";
 
 export type { QemuVmSpec };
 

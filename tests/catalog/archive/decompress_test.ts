@@ -1,6 +1,6 @@
-import { assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { TarError } from "../../catalog/errors.ts";
-import { decompress } from "../../catalog/decompress.ts";
+import { assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { TarError } from "../../../catalog/errors.ts";
+import { decompress } from "../../../catalog/archive/decompress.ts";
 import { gzipSync, zstdCompressSync } from "node:zlib";
 
 const text = "layer bytes ".repeat(5000);

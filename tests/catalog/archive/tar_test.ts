@@ -1,10 +1,10 @@
-import { assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { programs } from "../fixtures/requires.ts";
-import { gatedTest } from "../fixtures/requires.ts";
-import { tarBytes } from "../fixtures/tar_writer.ts";
-import { TarError } from "../../catalog/errors.ts";
-import { readTar, type TarEntry } from "../../catalog/tar.ts";
-import { run } from "../../host/exec.ts";
+import { assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { programs } from "../../fixtures/requires.ts";
+import { gatedTest } from "../../fixtures/requires.ts";
+import { tarBytes } from "../../fixtures/tar_writer.ts";
+import { TarError } from "../../../catalog/errors.ts";
+import { readTar, type TarEntry } from "../../../catalog/archive/tar.ts";
+import { run } from "../../../host/os/exec.ts";
 
 type Seen = Omit<TarEntry, "body"> & { text: string };
 

@@ -1,6 +1,6 @@
-import { decompressLz4Legacy, Lz4Error } from "../../catalog/_lz4.ts";
-import { assertEquals, assertThrows } from "../fixtures/assert.ts";
-import { gatedTest, programs } from "../fixtures/requires.ts";
+import { decompressLz4Legacy, Lz4Error } from "../../../catalog/kernel/_lz4.ts";
+import { assertEquals, assertThrows } from "../../fixtures/assert.ts";
+import { gatedTest, programs } from "../../fixtures/requires.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);

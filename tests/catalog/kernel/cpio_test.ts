@@ -1,6 +1,6 @@
-import { CpioError, encodeNewc } from "../../catalog/cpio.ts";
-import { assertEquals, assertThrows } from "../fixtures/assert.ts";
-import { gatedTest, programs } from "../fixtures/requires.ts";
+import { CpioError, encodeNewc } from "../../../catalog/kernel/cpio.ts";
+import { assertEquals, assertThrows } from "../../fixtures/assert.ts";
+import { gatedTest, programs } from "../../fixtures/requires.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder("latin1").decode(bytes);
 const enc = (s: string) => new TextEncoder().encode(s);

@@ -1,10 +1,10 @@
-import { EM_X86_64, parseElf64 } from "../../catalog/_elf.ts";
-import { fetchDebianKernel, realKernelDependency } from "../../catalog/debian_kernel.ts";
-import { DebianPackageError, fetchDebianPackage } from "../../catalog/debian_package.ts";
-import { extractVmlinux } from "../../catalog/extract_vmlinux.ts";
-import { assert, assertEquals, assertMatch, assertRejects } from "../fixtures/assert.ts";
-import { guestKernelRequirements } from "../fixtures/guest_artifacts.ts";
-import { gatedTest } from "../fixtures/requires.ts";
+import { EM_X86_64, parseElf64 } from "../../../catalog/kernel/_elf.ts";
+import { fetchDebianKernel, realKernelDependency } from "../../../catalog/kernel/debian_kernel.ts";
+import { DebianPackageError, fetchDebianPackage } from "../../../catalog/kernel/debian_package.ts";
+import { extractVmlinux } from "../../../catalog/kernel/extract_vmlinux.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../../fixtures/assert.ts";
+import { guestKernelRequirements } from "../../fixtures/guest_artifacts.ts";
+import { gatedTest } from "../../fixtures/requires.ts";
 
 Deno.test("realKernelDependency() picks the versioned linux-image from a meta package's Depends", () => {
   assertEquals(

@@ -1,8 +1,8 @@
 import { gzipSync, zstdCompressSync } from "node:zlib";
-import { extractVmlinux, KernelImageError } from "../../catalog/extract_vmlinux.ts";
-import { assertEquals, assertThrows } from "../fixtures/assert.ts";
-import { gatedTest, programs } from "../fixtures/requires.ts";
-import { elfExecutable } from "../fixtures/tiny_elf.ts";
+import { extractVmlinux, KernelImageError } from "../../../catalog/kernel/extract_vmlinux.ts";
+import { assertEquals, assertThrows } from "../../fixtures/assert.ts";
+import { gatedTest, programs } from "../../fixtures/requires.ts";
+import { elfExecutable } from "../../fixtures/tiny_elf.ts";
 
 const PVH_ENTRY = 0x01000850;
 const kernel = elfExecutable({

@@ -1,16 +1,16 @@
 import { gunzipSync } from "node:zlib";
-import { buildInitrd, InitrdError, renderInitScript } from "../../catalog/initrd.ts";
-import { ModuleOrderError } from "../../catalog/module_order.ts";
-import { networkBootstrap } from "../../catalog/guest/network_bootstrap.ts";
+import { buildInitrd, InitrdError, renderInitScript } from "../../../catalog/kernel/initrd.ts";
+import { ModuleOrderError } from "../../../catalog/kernel/module_order.ts";
+import { networkBootstrap } from "../../../catalog/guest/network_bootstrap.ts";
 import {
   assert,
   assertEquals,
   assertRejects,
   assertStringIncludes,
   assertThrows,
-} from "../fixtures/assert.ts";
-import { gatedTest, path } from "../fixtures/requires.ts";
-import { elfExecutable, elfModule } from "../fixtures/tiny_elf.ts";
+} from "../../fixtures/assert.ts";
+import { gatedTest, path } from "../../fixtures/requires.ts";
+import { elfExecutable, elfModule } from "../../fixtures/tiny_elf.ts";
 
 interface Member {
   name: string;

@@ -1,11 +1,15 @@
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
-import { parseElf64, PT_INTERP, pvhEntry } from "../../catalog/_elf.ts";
-import { GUEST_MODULES } from "../../catalog/initrd.ts";
-import { buildKernel, KernelBuildError, kernelManifestSchema } from "../../catalog/kernel_build.ts";
-import { assert, assertEquals, assertMatch, assertRejects } from "../fixtures/assert.ts";
-import { guestKernel, guestKernelRequirements } from "../fixtures/guest_artifacts.ts";
-import { gatedTest } from "../fixtures/requires.ts";
+import { parseElf64, PT_INTERP, pvhEntry } from "../../../catalog/kernel/_elf.ts";
+import { GUEST_MODULES } from "../../../catalog/kernel/initrd.ts";
+import {
+  buildKernel,
+  KernelBuildError,
+  kernelManifestSchema,
+} from "../../../catalog/kernel/kernel_build.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../../fixtures/assert.ts";
+import { guestKernel, guestKernelRequirements } from "../../fixtures/guest_artifacts.ts";
+import { gatedTest } from "../../fixtures/requires.ts";
 
 gatedTest(
   "buildKernel() writes an ELF vmlinux, an initrd with static busybox and all guest modules, and a manifest (apt)",

@@ -4,10 +4,10 @@ import {
   moduleName,
   ModuleOrderError,
   parseModulesDep,
-} from "../../catalog/module_order.ts";
-import { GUEST_MODULES } from "../../catalog/initrd.ts";
-import { assertEquals, assertThrows } from "../fixtures/assert.ts";
-import { elfModule } from "../fixtures/tiny_elf.ts";
+} from "../../../catalog/kernel/module_order.ts";
+import { GUEST_MODULES } from "../../../catalog/kernel/initrd.ts";
+import { assertEquals, assertThrows } from "../../fixtures/assert.ts";
+import { elfModule } from "../../fixtures/tiny_elf.ts";
 
 /** `depends=` of each guest module in linux-image-6.1.0-56-cloud-amd64 (modinfo -F depends). */
 const DEBIAN_6_1_DEPENDS: Record<string, string[]> = {

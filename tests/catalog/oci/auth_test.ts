@@ -1,7 +1,7 @@
-import { assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { startHttpServer } from "../fixtures/http_server.ts";
-import { OciError } from "../../catalog/errors.ts";
-import { loadDockerCredentials, parseChallenge, RegistryAuth } from "../../catalog/oci_auth.ts";
+import { assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { startHttpServer } from "../../fixtures/http_server.ts";
+import { OciError } from "../../../catalog/errors.ts";
+import { loadDockerCredentials, parseChallenge, RegistryAuth } from "../../../catalog/oci/auth.ts";
 
 Deno.test("parseChallenge() reads quoted parameters, commas inside quotes and escapes", () => {
   assertEquals(
@@ -96,7 +96,7 @@ Deno.test("loadDockerCredentials() honours DOCKER_CONFIG when no file is given",
   await withConfig({ auths: { "ghcr.io": { auth: btoa("env:pw") } } }, async (file) => {
     const dir = file.replace(/\/config\.json$/, "");
     const code = `import { loadDockerCredentials } from "${
-      new URL("../../catalog/oci_auth.ts", import.meta.url).href
+      new URL("../../../catalog/oci/auth.ts", import.meta.url).href
     }"; console.log(JSON.stringify(await loadDockerCredentials("ghcr.io")));`;
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["eval", "--no-check", code],

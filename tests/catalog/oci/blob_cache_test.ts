@@ -1,7 +1,7 @@
-import { assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { BlobCache } from "../../catalog/blob_cache.ts";
-import { OciError } from "../../catalog/errors.ts";
-import { sha256Digest } from "../../catalog/oci_registry.ts";
+import { assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { BlobCache } from "../../../catalog/oci/blob_cache.ts";
+import { OciError } from "../../../catalog/errors.ts";
+import { sha256Digest } from "../../../catalog/oci/registry.ts";
 
 const MEDIA = "application/vnd.oci.image.layer.v1.tar";
 

@@ -1,9 +1,9 @@
-import { assert, assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { isRoot } from "../fixtures/requires.ts";
-import { tarBytes, type TarSpec } from "../fixtures/tar_writer.ts";
-import { LayerError } from "../../catalog/errors.ts";
-import { LayerApplier } from "../../catalog/layers.ts";
-import { readTar } from "../../catalog/tar.ts";
+import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { isRoot } from "../../fixtures/requires.ts";
+import { tarBytes, type TarSpec } from "../../fixtures/tar_writer.ts";
+import { LayerError } from "../../../catalog/errors.ts";
+import { LayerApplier } from "../../../catalog/oci/layers.ts";
+import { readTar } from "../../../catalog/archive/tar.ts";
 
 /** A temp dir holding `root/` (the target) and `outside/` (must never change). */
 async function sandbox(): Promise<{ root: string; outside: string } & AsyncDisposable> {

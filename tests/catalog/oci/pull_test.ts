@@ -1,6 +1,6 @@
-import { assert, assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { proxyTo, startHttpServer } from "../fixtures/http_server.ts";
+import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { proxyTo, startHttpServer } from "../../fixtures/http_server.ts";
 import {
   pushLayout,
   pushRaw,
@@ -9,11 +9,11 @@ import {
   umoci,
   writeImage,
   writeJsonBlob,
-} from "../fixtures/registry.ts";
-import { tarBytes } from "../fixtures/tar_writer.ts";
-import { BlobCache } from "../../catalog/blob_cache.ts";
-import { LayerError, OciError } from "../../catalog/errors.ts";
-import { pullImage, type PullResult } from "../../catalog/oci_pull.ts";
+} from "../../fixtures/registry.ts";
+import { tarBytes } from "../../fixtures/tar_writer.ts";
+import { BlobCache } from "../../../catalog/oci/blob_cache.ts";
+import { LayerError, OciError } from "../../../catalog/errors.ts";
+import { pullImage, type PullResult } from "../../../catalog/oci/pull.ts";
 import { gzipSync, zstdCompressSync } from "node:zlib";
 
 const TOOLS = programs("docker-registry", "skopeo", "umoci");

@@ -1,6 +1,6 @@
-import { assertEquals, assertThrows } from "../fixtures/assert.ts";
-import { OciError } from "../../catalog/errors.ts";
-import { defaultImageName, formatImageRef, parseImageRef } from "../../catalog/oci_ref.ts";
+import { assertEquals, assertThrows } from "../../fixtures/assert.ts";
+import { OciError } from "../../../catalog/errors.ts";
+import { defaultImageName, formatImageRef, parseImageRef } from "../../../catalog/oci/ref.ts";
 
 const DIGEST = `sha256:${"ab".repeat(32)}`;
 

@@ -1,10 +1,10 @@
-import { assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { brokenBody, startHttpServer, type TestHandler } from "../fixtures/http_server.ts";
-import { BlobCache } from "../../catalog/blob_cache.ts";
-import { OciError } from "../../catalog/errors.ts";
-import { pullImage } from "../../catalog/oci_pull.ts";
-import { RegistryClient, sha256Digest } from "../../catalog/oci_registry.ts";
-import { tarBytes } from "../fixtures/tar_writer.ts";
+import { assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { brokenBody, startHttpServer, type TestHandler } from "../../fixtures/http_server.ts";
+import { BlobCache } from "../../../catalog/oci/blob_cache.ts";
+import { OciError } from "../../../catalog/errors.ts";
+import { pullImage } from "../../../catalog/oci/pull.ts";
+import { RegistryClient, sha256Digest } from "../../../catalog/oci/registry.ts";
+import { tarBytes } from "../../fixtures/tar_writer.ts";
 
 const enc = new TextEncoder();
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";

@@ -1,5 +1,5 @@
-import { assertEquals } from "../fixtures/assert.ts";
-import { formatSize, formatSizeShort, parseSize } from "../../daemon/size.ts";
+import { assertEquals } from "../../fixtures/assert.ts";
+import { formatSize, formatSizeShort, parseSize } from "../../../daemon/api/size.ts";
 
 Deno.test("parseSize() accepts binary units with optional B/iB suffixes", async (t) => {
   const cases: [string, number][] = [

@@ -1,13 +1,13 @@
-import { assert, assertEquals } from "../fixtures/assert.ts";
-import { seededRandom } from "../fixtures/fuzz.ts";
-import { answerDnsQuery, type DnsZone } from "../../daemon/dns_answer.ts";
-import { decodeDnsMessage, type DnsMessage, DnsRcode, DnsType } from "../../daemon/dns_wire.ts";
+import { assert, assertEquals } from "../../fixtures/assert.ts";
+import { seededRandom } from "../../fixtures/fuzz.ts";
+import { answerDnsQuery, type DnsZone } from "../../../daemon/dns/answer.ts";
+import { decodeDnsMessage, type DnsMessage, DnsRcode, DnsType } from "../../../daemon/dns/wire.ts";
 import {
   bytes,
   dnsQuery as query,
   hostilePacket,
   type QueryOptions as Ask,
-} from "../fixtures/dns_packets.ts";
+} from "../../fixtures/dns_packets.ts";
 
 const RECORDS = new Map([["dev", "172.16.0.2"], ["web-1", "172.16.0.3"]]);
 const ZONE: DnsZone = { lookup: (label) => RECORDS.get(label), serial: 7, ttl: 5 };

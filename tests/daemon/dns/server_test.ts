@@ -1,5 +1,5 @@
 import dgram from "node:dgram";
-import { seededRandom } from "../fixtures/fuzz.ts";
+import { seededRandom } from "../../fixtures/fuzz.ts";
 import net from "node:net";
 import {
   assert,
@@ -8,13 +8,13 @@ import {
   assertRejects,
   assertStringIncludes,
   assertThrows,
-} from "../fixtures/assert.ts";
-import { bytes, dnsQuery, hostilePacket } from "../fixtures/dns_packets.ts";
-import { gatedTest, programs } from "../fixtures/requires.ts";
-import { DnsError, DnsServer } from "../../daemon/dns_server.ts";
-import { decodeDnsMessage, type DnsMessage, DnsRcode, DnsType } from "../../daemon/dns_wire.ts";
-import { Logger } from "../../daemon/logger.ts";
-import { runText } from "../../host/exec.ts";
+} from "../../fixtures/assert.ts";
+import { bytes, dnsQuery, hostilePacket } from "../../fixtures/dns_packets.ts";
+import { gatedTest, programs } from "../../fixtures/requires.ts";
+import { DnsError, DnsServer } from "../../../daemon/dns/server.ts";
+import { decodeDnsMessage, type DnsMessage, DnsRcode, DnsType } from "../../../daemon/dns/wire.ts";
+import { Logger } from "../../../daemon/logger.ts";
+import { runText } from "../../../host/os/exec.ts";
 
 const HOST = "127.0.0.1";
 

@@ -1,5 +1,5 @@
-import { bytes, type Part } from "../fixtures/dns_packets.ts";
-import { assert, assertEquals, assertThrows } from "../fixtures/assert.ts";
+import { bytes, type Part } from "../../fixtures/dns_packets.ts";
+import { assert, assertEquals, assertThrows } from "../../fixtures/assert.ts";
 import {
   decodeDnsMessage,
   DNS_CLASS_IN,
@@ -7,7 +7,7 @@ import {
   type DnsMessage,
   DnsType,
   encodeDnsMessage,
-} from "../../daemon/dns_wire.ts";
+} from "../../../daemon/dns/wire.ts";
 
 function message(fields: Partial<DnsMessage>): DnsMessage {
   return {

@@ -5,18 +5,23 @@
  */
 import { createHash } from "node:crypto";
 import zlib from "node:zlib";
-import { assert, assertEquals, assertRejects, assertStringIncludes } from "../fixtures/assert.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { proxyTo, startHttpServer, type TestHttpServer } from "../fixtures/http_server.ts";
-import { pushRaw, startRegistry, writeImage } from "../fixtures/registry.ts";
-import { tarBytes } from "../fixtures/tar_writer.ts";
-import { BlobCache } from "../../catalog/blob_cache.ts";
-import type { Catalogs } from "../../catalog/catalog_index.ts";
-import { ImageService } from "../../daemon/image_service.ts";
-import { KernelService } from "../../daemon/kernel_service.ts";
-import { Logger } from "../../daemon/logger.ts";
-import type { OpContext } from "../../daemon/rpc_server.ts";
-import { InProcessOps } from "../../host/in_process_ops.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "../../fixtures/assert.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { proxyTo, startHttpServer, type TestHttpServer } from "../../fixtures/http_server.ts";
+import { pushRaw, startRegistry, writeImage } from "../../fixtures/registry.ts";
+import { tarBytes } from "../../fixtures/tar_writer.ts";
+import { BlobCache } from "../../../catalog/oci/blob_cache.ts";
+import type { Catalogs } from "../../../catalog/catalog_index.ts";
+import { ImageService } from "../../../daemon/image/image_service.ts";
+import { KernelService } from "../../../daemon/image/kernel_service.ts";
+import { Logger } from "../../../daemon/logger.ts";
+import type { OpContext } from "../../../daemon/rpc/server.ts";
+import { InProcessOps } from "../../../host/privileged/in_process_ops.ts";
 import {
   imagesDir,
   kernelsDir,
@@ -24,9 +29,9 @@ import {
   ociBlobsDir,
   resolveLayout,
   storePath,
-} from "../../host/layout.ts";
-import { readExt4File } from "../../host/ext4.ts";
-import { Store } from "../../store/db.ts";
+} from "../../../host/layout.ts";
+import { readExt4File } from "../../../host/disk/ext4.ts";
+import { Store } from "../../../store/db.ts";
 
 const needs = [root(), programs("mkfs.ext4", "debugfs", "docker-registry")];
 const ELF = new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0, ...new Array(56).fill(0)]);

@@ -5,12 +5,12 @@
  * must get a 4xx JSON error with a message and never reach its handler; a body it accepts
  * must reach the handler exactly as parsed.
  */
-import { METHODS } from "../../daemon/api.ts";
-import { Logger } from "../../daemon/logger.ts";
-import type { Handlers } from "../../daemon/rpc_server.ts";
-import { RpcServer } from "../../daemon/rpc_server.ts";
-import { assert, assertEquals } from "../fixtures/assert.ts";
-import { discoverValid, fuzzSeed, mutatedBodies, seededRandom } from "../fixtures/fuzz.ts";
+import { METHODS } from "../../../daemon/api/mod.ts";
+import { Logger } from "../../../daemon/logger.ts";
+import type { Handlers } from "../../../daemon/rpc/server.ts";
+import { RpcServer } from "../../../daemon/rpc/server.ts";
+import { assert, assertEquals } from "../../fixtures/assert.ts";
+import { discoverValid, fuzzSeed, mutatedBodies, seededRandom } from "../../fixtures/fuzz.ts";
 
 const STRINGS = ["dev", "debian", "1G", "a1", "firecracker", "172.16.0.9", "/tmp/x"];
 const seed = fuzzSeed();

@@ -1,10 +1,15 @@
-import { assert, assertEquals, assertMatch, assertStringIncludes } from "../fixtures/assert.ts";
-import { Logger } from "../../daemon/logger.ts";
-import { MAX_BODY_BYTES, method, methodTable, VERSION_HEADER } from "../../daemon/rpc_protocol.ts";
-import { type Handlers, RpcServer } from "../../daemon/rpc_server.ts";
-import { BangerError } from "../../host/errors.ts";
-import * as s from "../../host/schema.ts";
-import { lines, postUnix, readAllText } from "../../commands/_http_unix.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "../../fixtures/assert.ts";
+import { Logger } from "../../../daemon/logger.ts";
+import {
+  MAX_BODY_BYTES,
+  method,
+  methodTable,
+  VERSION_HEADER,
+} from "../../../daemon/api/protocol.ts";
+import { type Handlers, RpcServer } from "../../../daemon/rpc/server.ts";
+import { BangerError } from "../../../host/errors.ts";
+import * as s from "../../../host/schema.ts";
+import { lines, postUnix, readAllText } from "../../../commands/client/_http_unix.ts";
 
 const TEST_METHODS = methodTable(
   method(

@@ -3,11 +3,11 @@
  * with the QEMU backend and once with the fake firecracker in QEMU mode (the Firecracker
  * code path, API calls and all). Each boots one VM and checks several things on it.
  */
-import { assert, assertEquals, assertMatch, assertStringIncludes } from "../fixtures/assert.ts";
-import { daemonProcess } from "../fixtures/daemon_process.ts";
-import { guestArtifacts, guestArtifactsRequirements } from "../fixtures/guest_artifacts.ts";
-import { gatedTest, programs } from "../fixtures/requires.ts";
-import type { ConfigOverrides } from "../fixtures/seed_image.ts";
+import { assert, assertEquals, assertMatch, assertStringIncludes } from "../../fixtures/assert.ts";
+import { daemonProcess } from "../../fixtures/daemon_process.ts";
+import { guestArtifacts, guestArtifactsRequirements } from "../../fixtures/guest_artifacts.ts";
+import { gatedTest, programs } from "../../fixtures/requires.ts";
+import type { ConfigOverrides } from "../../fixtures/seed_image.ts";
 
 const needs = [...guestArtifactsRequirements(), programs("qemu-system-x86_64", "ip", "ssh", "dig")];
 

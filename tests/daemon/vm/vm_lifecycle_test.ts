@@ -1,10 +1,10 @@
-import { assert, assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { leftovers, vmHarness } from "../fixtures/vm_harness.ts";
-import { programs, root } from "../fixtures/requires.ts";
-import { gatedTest } from "../fixtures/requires.ts";
-import { getVm } from "../../store/vms.ts";
-import { readExt4File } from "../../host/ext4.ts";
-import { defaultSshKey, imagesDir, vmFiles } from "../../host/layout.ts";
+import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { leftovers, vmHarness } from "../../fixtures/vm_harness.ts";
+import { programs, root } from "../../fixtures/requires.ts";
+import { gatedTest } from "../../fixtures/requires.ts";
+import { getVm } from "../../../store/vms.ts";
+import { readExt4File } from "../../../host/disk/ext4.ts";
+import { defaultSshKey, imagesDir, vmFiles } from "../../../host/layout.ts";
 
 const needs = [root(), programs("ip", "nft", "mkfs.ext4", "debugfs")];
 

@@ -10,19 +10,19 @@
  * driver steps, the VMM running as the owner uid, and the chroot's removal. Not proven:
  * the real jailer's chroot/pivot_root, device nodes, cgroups and its exact argv parsing.
  */
-import { JailedFirecrackerDriver } from "../../daemon/jailed_firecracker_driver.ts";
-import { InProcessOps } from "../../host/in_process_ops.ts";
-import { parseIpv4 } from "../../host/ipv4.ts";
-import { jailPaths, renderJailerArgs } from "../../host/jailer.ts";
-import { jailerBaseDir, vmsDir } from "../../host/layout.ts";
-import { readProcFile } from "../../host/procfs.ts";
-import { assert, assertEquals } from "../fixtures/assert.ts";
-import { Netns } from "../fixtures/netns.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { FAKE_FC } from "../fixtures/seed_image.ts";
-import { OWNER, ownerDenoDir, systemRoot } from "../fixtures/system_root.ts";
+import { JailedFirecrackerDriver } from "../../../daemon/vmm/jailed_firecracker.ts";
+import { InProcessOps } from "../../../host/privileged/in_process_ops.ts";
+import { parseIpv4 } from "../../../host/net/ipv4.ts";
+import { jailPaths, renderJailerArgs } from "../../../host/vmm/firecracker/jailer.ts";
+import { jailerBaseDir, vmsDir } from "../../../host/layout.ts";
+import { readProcFile } from "../../../host/os/procfs.ts";
+import { assert, assertEquals } from "../../fixtures/assert.ts";
+import { Netns } from "../../fixtures/netns.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { FAKE_FC } from "../../fixtures/seed_image.ts";
+import { OWNER, ownerDenoDir, systemRoot } from "../../fixtures/system_root.ts";
 
-const FAKE_JAILER = new URL("../fixtures/fake_jailer.sh", import.meta.url).pathname;
+const FAKE_JAILER = new URL("../../fixtures/fake_jailer.sh", import.meta.url).pathname;
 
 gatedTest(
   "JailedFirecrackerDriver boots through the helper's jailer launch as the owner uid and removes the jail (root, netns, stand-in jailer)",

@@ -2,10 +2,10 @@
  * `[[file_sync]]` at start: host files and directories land on the work disk (`/root`
  * in the guest) with the right contents and modes, read back from the ext4 image.
  */
-import { assertEquals } from "../fixtures/assert.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { vmHarness } from "../fixtures/vm_harness.ts";
-import { dumpExt4, readExt4File } from "../../host/ext4.ts";
+import { assertEquals } from "../../fixtures/assert.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { vmHarness } from "../../fixtures/vm_harness.ts";
+import { dumpExt4, readExt4File } from "../../../host/disk/ext4.ts";
 
 const needs = [root(), programs("ip", "nft", "mkfs.ext4", "debugfs")];
 

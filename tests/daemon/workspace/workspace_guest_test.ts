@@ -3,14 +3,14 @@
  * boot, then prepare → exec (exit code) → edit in the guest → export → `git apply` on
  * the host, and `vm ports` finding servers started in the guest.
  */
-import { git } from "../fixtures/git.ts";
-import { assert, assertEquals, assertStringIncludes } from "../fixtures/assert.ts";
-import { taskFlags } from "../fixtures/banger_cli.ts";
-import { guestArtifacts, guestArtifactsRequirements } from "../fixtures/guest_artifacts.ts";
-import { Netns } from "../fixtures/netns.ts";
-import { gatedTest, programs } from "../fixtures/requires.ts";
+import { git } from "../../fixtures/git.ts";
+import { assert, assertEquals, assertStringIncludes } from "../../fixtures/assert.ts";
+import { taskFlags } from "../../fixtures/banger_cli.ts";
+import { guestArtifacts, guestArtifactsRequirements } from "../../fixtures/guest_artifacts.ts";
+import { Netns } from "../../fixtures/netns.ts";
+import { gatedTest, programs } from "../../fixtures/requires.ts";
 
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const MAIN = new URL("../../../main.ts", import.meta.url).pathname;
 
 /** A host repo whose `check.sh` fails (exit 3) until a file `ok` exists. */
 async function hostRepo(dir: string): Promise<void> {

@@ -3,15 +3,20 @@
  * locks (DESIGN.md invariant 5), dry runs, and exec's command line and refusals. Guest
  * I/O goes through the GuestShell seam: a blocking fake, or a local directory.
  */
-import { git } from "../fixtures/git.ts";
-import { assert, assertEquals, assertRejects, assertStringIncludes } from "../fixtures/assert.ts";
-import { BlockingShell, LocalShell } from "../fixtures/guest_shell.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { type VmHarness, vmHarness } from "../fixtures/vm_harness.ts";
-import type { GuestShell } from "../../daemon/_workspace_shell.ts";
-import type { OpContext } from "../../daemon/rpc_server.ts";
-import { WorkspaceService } from "../../daemon/workspace_service.ts";
-import { VmStateError } from "../../daemon/vm_service.ts";
+import { git } from "../../fixtures/git.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "../../fixtures/assert.ts";
+import { BlockingShell, LocalShell } from "../../fixtures/guest_shell.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { type VmHarness, vmHarness } from "../../fixtures/vm_harness.ts";
+import type { GuestShell } from "../../../daemon/workspace/_shell.ts";
+import type { OpContext } from "../../../daemon/rpc/server.ts";
+import { WorkspaceService } from "../../../daemon/workspace/workspace_service.ts";
+import { VmStateError } from "../../../daemon/vm/vm_service.ts";
 
 const needs = [root(), programs("ip", "nft", "mkfs.ext4", "debugfs", "git", "tar")];
 

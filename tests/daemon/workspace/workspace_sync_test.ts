@@ -2,10 +2,15 @@
  * Workspace prepare and export against real git and tar, with the "guest" a local
  * directory behind the GuestShell seam (no VM needed).
  */
-import { git } from "../fixtures/git.ts";
-import { assert, assertEquals, assertRejects, assertStringIncludes } from "../fixtures/assert.ts";
-import { gatedTest, programs } from "../fixtures/requires.ts";
-import { LocalShell } from "../fixtures/guest_shell.ts";
+import { git } from "../../fixtures/git.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "../../fixtures/assert.ts";
+import { gatedTest, programs } from "../../fixtures/requires.ts";
+import { LocalShell } from "../../fixtures/guest_shell.ts";
 import {
   checkBranch,
   checkGuestPath,
@@ -13,8 +18,8 @@ import {
   importWorkspace,
   planWorkspace,
   WorkspaceError,
-} from "../../daemon/_workspace_sync.ts";
-import { GitError } from "../../host/git.ts";
+} from "../../../daemon/workspace/_sync.ts";
+import { GitError } from "../../../host/git/git.ts";
 
 const needs = [programs("git", "tar")];
 

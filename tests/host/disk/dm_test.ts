@@ -1,5 +1,5 @@
-import { assert, assertEquals, assertThrows } from "../fixtures/assert.ts";
-import { deviceMapper, gatedTest, programs, root } from "../fixtures/requires.ts";
+import { assert, assertEquals, assertThrows } from "../../fixtures/assert.ts";
+import { deviceMapper, gatedTest, programs, root } from "../../fixtures/requires.ts";
 import {
   decodeDev,
   decodeDmIoctl,
@@ -21,8 +21,8 @@ import {
   formatTable,
   parseSnapshotStatus,
   planSnapshot,
-} from "../../host/dm.ts";
-import { attachLoop, detachLoop, listLoops } from "../../host/loop.ts";
+} from "../../../host/disk/dm.ts";
+import { attachLoop, detachLoop, listLoops } from "../../../host/disk/loop.ts";
 
 // Layout from gcc against <linux/dm-ioctl.h> 4.47.0 (reference/firecracker-and-host.md §5.3):
 // struct dm_ioctl (312): version[3]@0 data_size@12 data_start@16 target_count@20

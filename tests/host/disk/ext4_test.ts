@@ -1,5 +1,5 @@
-import { assert, assertEquals, assertRejects, assertThrows } from "../fixtures/assert.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "../../fixtures/assert.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
 import {
   ancestorsOf,
   checkGuestPath,
@@ -11,7 +11,7 @@ import {
   renderListScript,
   renderOwnershipScript,
   renderWriteScript,
-} from "../../host/_debugfs.ts";
+} from "../../../host/disk/_debugfs.ts";
 import {
   applyExt4Ownership,
   checkExt4,
@@ -21,7 +21,7 @@ import {
   growExt4,
   readExt4File,
   writeExt4,
-} from "../../host/ext4.ts";
+} from "../../../host/disk/ext4.ts";
 
 const E2FS = [root(), programs("mkfs.ext4", "debugfs", "e2fsck", "resize2fs")];
 

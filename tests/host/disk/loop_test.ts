@@ -1,6 +1,6 @@
-import { assert, assertEquals, assertThrows } from "../fixtures/assert.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { Errno, Fd, LibcError, O_RDONLY, O_RDWR } from "../../host/libc.ts";
+import { assert, assertEquals, assertThrows } from "../../fixtures/assert.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { Errno, Fd, LibcError, O_RDONLY, O_RDWR } from "../../../host/os/libc.ts";
 import {
   attachLoop,
   blockDeviceSize,
@@ -16,10 +16,10 @@ import {
   LoopError,
   loopStatus,
   parseLoopPath,
-} from "../../host/loop.ts";
+} from "../../../host/disk/loop.ts";
 
 const PREFIX = "bgt-loop-";
-const LOOP_URL = new URL("../../host/loop.ts", import.meta.url).href;
+const LOOP_URL = new URL("../../../host/disk/loop.ts", import.meta.url).href;
 
 /** Detaches every loop this file's tests attached (backing file under a bgt-loop- dir). */
 function detachOurs(): void {

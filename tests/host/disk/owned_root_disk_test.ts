@@ -1,16 +1,16 @@
-import { HelperOps } from "../../host/helper_client.ts";
-import { HelperServer } from "../../host/helper_server.ts";
-import { InProcessOps } from "../../host/in_process_ops.ts";
-import { helperSocket, vmsDir } from "../../host/layout.ts";
+import { HelperOps } from "../../../host/helper/client.ts";
+import { HelperServer } from "../../../host/helper/server.ts";
+import { InProcessOps } from "../../../host/privileged/in_process_ops.ts";
+import { helperSocket, vmsDir } from "../../../host/layout.ts";
 import {
   createOwnedRootDisk,
   OwnedRootDiskError,
   releaseOwnedRootDisk,
-} from "../../host/owned_root_disk.ts";
-import { PrivilegedOpsError } from "../../host/privileged_ops.ts";
-import { assert, assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { OWNER, type SystemRoot, systemRoot } from "../fixtures/system_root.ts";
+} from "../../../host/disk/owned_root_disk.ts";
+import { PrivilegedOpsError } from "../../../host/privileged/privileged_ops.ts";
+import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { OWNER, type SystemRoot, systemRoot } from "../../fixtures/system_root.ts";
 
 const owner = { uid: OWNER.uid, gid: OWNER.gid };
 

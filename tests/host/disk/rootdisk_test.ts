@@ -1,8 +1,14 @@
-import { assert, assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { deviceMapper, gatedTest, programs, type Requirement, root } from "../fixtures/requires.ts";
-import { checkExt4, createExt4, readExt4File, writeExt4 } from "../../host/ext4.ts";
-import { detachLoop, listLoops } from "../../host/loop.ts";
-import { dmList } from "../../host/dm.ts";
+import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import {
+  deviceMapper,
+  gatedTest,
+  programs,
+  type Requirement,
+  root,
+} from "../../fixtures/requires.ts";
+import { checkExt4, createExt4, readExt4File, writeExt4 } from "../../../host/disk/ext4.ts";
+import { detachLoop, listLoops } from "../../../host/disk/loop.ts";
+import { dmList } from "../../../host/disk/dm.ts";
 import {
   createRootDisk,
   releaseRootDisk,
@@ -10,7 +16,7 @@ import {
   type RootDiskHandle,
   rootDiskHandleSchema,
   rootDiskStrategy,
-} from "../../host/rootdisk.ts";
+} from "../../../host/disk/rootdisk.ts";
 
 const PREFIX = "bgt-rootdisk-";
 const tmpDir = Deno.env.get("TMPDIR") || "/tmp";

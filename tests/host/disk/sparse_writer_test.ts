@@ -1,5 +1,5 @@
-import { copySparse } from "../../host/sparse_writer.ts";
-import { assert, assertEquals, assertRejects } from "../fixtures/assert.ts";
+import { copySparse } from "../../../host/disk/sparse_writer.ts";
+import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
 
 /** Bytes the file system allocated for `path` (`st_blocks` × 512). */
 async function allocated(path: string): Promise<number> {

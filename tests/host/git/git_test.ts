@@ -1,7 +1,7 @@
-import { git } from "../fixtures/git.ts";
-import { assert, assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { GitError, GitRepo, SNAPSHOT_REF } from "../../host/git.ts";
+import { git } from "../../fixtures/git.ts";
+import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { GitError, GitRepo, SNAPSHOT_REF } from "../../../host/git/git.ts";
 
 const needsGit = [programs("git")];
 

@@ -6,16 +6,16 @@
  * managed directory. Every answer must be a result or a typed error with a message (a
  * body the schema refuses: `invalid_argument`), and the sentinel tree must be untouched.
  */
-import { HelperServer } from "../../host/helper_server.ts";
-import { HELPER_OPS } from "../../host/helper_protocol.ts";
-import { InProcessOps } from "../../host/in_process_ops.ts";
-import { helperSocket } from "../../host/layout.ts";
-import { PRIVILEGED_OP_ARGS } from "../../host/privileged_ops.ts";
-import { assert, assertEquals } from "../fixtures/assert.ts";
-import { discoverValid, fuzzSeed, mutatedBodies, seededRandom } from "../fixtures/fuzz.ts";
-import { Netns } from "../fixtures/netns.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { OWNER, systemRoot } from "../fixtures/system_root.ts";
+import { HelperServer } from "../../../host/helper/server.ts";
+import { HELPER_OPS } from "../../../host/helper/protocol.ts";
+import { InProcessOps } from "../../../host/privileged/in_process_ops.ts";
+import { helperSocket } from "../../../host/layout.ts";
+import { PRIVILEGED_OP_ARGS } from "../../../host/privileged/privileged_ops.ts";
+import { assert, assertEquals } from "../../fixtures/assert.ts";
+import { discoverValid, fuzzSeed, mutatedBodies, seededRandom } from "../../fixtures/fuzz.ts";
+import { Netns } from "../../fixtures/netns.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { OWNER, systemRoot } from "../../fixtures/system_root.ts";
 
 const seed = fuzzSeed();
 

@@ -1,17 +1,22 @@
-import { HelperOps } from "../../host/helper_client.ts";
-import { HelperServer } from "../../host/helper_server.ts";
-import { InProcessOps } from "../../host/in_process_ops.ts";
-import { readWriteDenial } from "../../host/_host_probe.ts";
-import { helperSocket, vmsDir } from "../../host/layout.ts";
-import { pathExists } from "../../host/libc.ts";
-import { opIdScope } from "../../host/op_id_scope.ts";
-import { PrivilegedOpsError } from "../../host/privileged_ops.ts";
-import { assert, assertEquals, assertRejects, assertStringIncludes } from "../fixtures/assert.ts";
-import { Netns } from "../fixtures/netns.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { OWNER, ownerDenoDir, type SystemRoot, systemRoot } from "../fixtures/system_root.ts";
+import { HelperOps } from "../../../host/helper/client.ts";
+import { HelperServer } from "../../../host/helper/server.ts";
+import { InProcessOps } from "../../../host/privileged/in_process_ops.ts";
+import { readWriteDenial } from "../../../host/privileged/_host_probe.ts";
+import { helperSocket, vmsDir } from "../../../host/layout.ts";
+import { pathExists } from "../../../host/os/libc.ts";
+import { opIdScope } from "../../../host/op_id_scope.ts";
+import { PrivilegedOpsError } from "../../../host/privileged/privileged_ops.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "../../fixtures/assert.ts";
+import { Netns } from "../../fixtures/netns.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { OWNER, ownerDenoDir, type SystemRoot, systemRoot } from "../../fixtures/system_root.ts";
 
-const CALL = new URL("../fixtures/helper_call.ts", import.meta.url).pathname;
+const CALL = new URL("../../fixtures/helper_call.ts", import.meta.url).pathname;
 
 interface Running extends AsyncDisposable {
   sys: SystemRoot;

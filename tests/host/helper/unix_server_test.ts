@@ -4,8 +4,8 @@ import {
   SOCKADDR_UN_SIZE,
   UnixListener,
   UnixSocketError,
-} from "../../host/_unix_server.ts";
-import { assertEquals, assertRejects, assertThrows } from "../fixtures/assert.ts";
+} from "../../../host/helper/_unix_server.ts";
+import { assertEquals, assertRejects, assertThrows } from "../../fixtures/assert.ts";
 
 Deno.test("encodeSockaddrUn() writes AF_UNIX and the path, and counts family + path + NUL", () => {
   const { addr, length } = encodeSockaddrUn("/run/x.sock");

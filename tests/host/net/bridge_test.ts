@@ -1,7 +1,7 @@
-import { assert, assertEquals } from "../fixtures/assert.ts";
-import { listNetns, Netns } from "../fixtures/netns.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { isBridgeName, parseInterfaceAddress } from "../../host/bridge.ts";
+import { assert, assertEquals } from "../../fixtures/assert.ts";
+import { listNetns, Netns } from "../../fixtures/netns.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { isBridgeName, parseInterfaceAddress } from "../../../host/net/bridge.ts";
 
 const NETNS = [root(), programs("ip")];
 const created: string[] = [];
@@ -37,7 +37,7 @@ gatedTest(
     await using ns = await Netns.create();
     created.push(ns.name);
     const out = await ns.deno<{ first: unknown; second: unknown; deleted: boolean[] }>(`
-    const b = await import(HOST + "bridge.ts");
+    const b = await import(HOST + "net/bridge.ts");
     const show = async () => {
       const out = new TextDecoder().decode((await new Deno.Command("ip", { args: ["-j", "-d", "addr", "show", "dev", "bg-brt"], stdout: "piped" }).output()).stdout);
       const l = JSON.parse(out)[0];
@@ -63,7 +63,7 @@ gatedTest(
     created.push(ns.name);
     await ns.exec(["ip", "link", "add", "bg-brt", "type", "veth", "peer", "name", "bgt-peer"]);
     const err = await ns.deno<string>(`
-    const b = await import(HOST + "bridge.ts");
+    const b = await import(HOST + "net/bridge.ts");
     try { await b.ensureBridge({ name: "bg-brt", address: "172.30.0.1/24" }); return "no error"; }
     catch (e) { return e.code + ": " + e.message; }
   `);

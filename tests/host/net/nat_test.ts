@@ -1,7 +1,12 @@
-import { assert, assertEquals, assertThrows } from "../fixtures/assert.ts";
-import { listNetns, Netns } from "../fixtures/netns.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { type NatEntry, NftError, parseNatRuleset, renderNatScript } from "../../host/nat.ts";
+import { assert, assertEquals, assertThrows } from "../../fixtures/assert.ts";
+import { listNetns, Netns } from "../../fixtures/netns.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import {
+  type NatEntry,
+  NftError,
+  parseNatRuleset,
+  renderNatScript,
+} from "../../../host/net/nat.ts";
 
 const NETNS = [root(), programs("ip", "nft")];
 const created: string[] = [];
@@ -145,7 +150,7 @@ gatedTest(
         missing: boolean;
       }
     >(`
-    const nat = await import(HOST + "nat.ts");
+    const nat = await import(HOST + "net/nat.ts");
     ${snapshot}
     await nat.addNat({ vmId: "vm1", guestIp: "172.30.0.2", bridge: "bg-brt" });
     const once = await snap();
@@ -243,7 +248,7 @@ gatedTest(
     await outside.exec(["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"]);
     await outside.exec(["ip", "link", "set", "eth0", "up"]); // no route back to 172.30.0.0/24
     await host.deno(
-      `await (await import(HOST + "nat.ts")).addNat({ vmId: "vm1", guestIp: "172.30.0.2", bridge: "bg-brt" });`,
+      `await (await import(HOST + "net/nat.ts")).addNat({ vmId: "vm1", guestIp: "172.30.0.2", bridge: "bg-brt" });`,
     );
 
     const listener = outside.spawn([
@@ -278,7 +283,7 @@ gatedTest(
   async () => {
     await using ns = await Netns.create();
     created.push(ns.name);
-    assertEquals(await ns.deno(`return await (await import(HOST + "nat.ts")).listNat();`), []);
+    assertEquals(await ns.deno(`return await (await import(HOST + "net/nat.ts")).listNat();`), []);
   },
 );
 

@@ -1,6 +1,6 @@
-import { assert, assertEquals, assertThrows } from "../fixtures/assert.ts";
-import { listNetns, Netns, NETNS_PREFIX } from "../fixtures/netns.ts";
-import { gatedTest, path, programs, root } from "../fixtures/requires.ts";
+import { assert, assertEquals, assertThrows } from "../../fixtures/assert.ts";
+import { listNetns, Netns, NETNS_PREFIX } from "../../fixtures/netns.ts";
+import { gatedTest, path, programs, root } from "../../fixtures/requires.ts";
 import {
   encodeIfreq,
   IFF_NO_PI,
@@ -10,7 +10,7 @@ import {
   isTapName,
   parseTapList,
   TapError,
-} from "../../host/tap.ts";
+} from "../../../host/net/tap.ts";
 
 const NETNS = [root(), programs("ip"), path("/dev/net/tun")];
 const created: string[] = [];
@@ -74,8 +74,8 @@ gatedTest(
     const kernel = await ns.deno<
       { link: unknown; taps: unknown; again: unknown; del: boolean; gone: boolean }
     >(`
-    const { ensureBridge } = await import(HOST + "bridge.ts");
-    const tap = await import(HOST + "tap.ts");
+    const { ensureBridge } = await import(HOST + "net/bridge.ts");
+    const tap = await import(HOST + "net/tap.ts");
     await ensureBridge({ name: "bg-brt", address: "172.30.0.1/24" });
     await tap.createTap("bg-tap0", { bridge: "bg-brt", owner: 1234 });
     const run = async (args) => new TextDecoder().decode((await new Deno.Command("ip", { args, stdout: "piped" }).output()).stdout);
@@ -113,7 +113,7 @@ gatedTest(
   async () => {
     await using ns = await netns();
     const out = await ns.deno<{ foreign: string; noBridge: string; left: unknown }>(`
-    const tap = await import(HOST + "tap.ts");
+    const tap = await import(HOST + "net/tap.ts");
     const msg = async (p) => { try { await p; return "no error"; } catch (e) { return e.code + ": " + e.message; } };
     const foreign = await msg(tap.createTap("eth0", { bridge: "bg-brt" }));
     const noBridge = await msg(tap.createTap("bg-tap1", { bridge: "bg-missing" }));
@@ -136,9 +136,9 @@ gatedTest(
   async () => {
     await using ns = await netns();
     const out = await ns.deno<{ busy: string; deleted: boolean }>(`
-    const tap = await import(HOST + "tap.ts");
-    const { Fd, O_RDWR } = await import(HOST + "libc.ts");
-    await (await import(HOST + "bridge.ts")).ensureBridge({ name: "bg-brt", address: "172.30.0.1/24" });
+    const tap = await import(HOST + "net/tap.ts");
+    const { Fd, O_RDWR } = await import(HOST + "os/libc.ts");
+    await (await import(HOST + "net/bridge.ts")).ensureBridge({ name: "bg-brt", address: "172.30.0.1/24" });
     await tap.createTap("bg-tap2", { bridge: "bg-brt" });
     const vmm = Fd.open("/dev/net/tun", O_RDWR); // what Firecracker does
     vmm.ioctlPtr(tap.TUNSETIFF, tap.encodeIfreq("bg-tap2", tap.IFF_TAP | tap.IFF_NO_PI | tap.IFF_VNET_HDR), "attach");

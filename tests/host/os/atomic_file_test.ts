@@ -1,5 +1,5 @@
-import { assert, assertEquals } from "../fixtures/assert.ts";
-import { writeFileAtomic, writeJsonAtomic } from "../../host/atomic_file.ts";
+import { assert, assertEquals } from "../../fixtures/assert.ts";
+import { writeFileAtomic, writeJsonAtomic } from "../../../host/os/atomic_file.ts";
 
 Deno.test("writeFileAtomic() never shows a reader a torn file, and a reader keeps the inode it opened", async () => {
   const dir = await Deno.makeTempDir();

@@ -1,6 +1,6 @@
-import { collectOutput, run } from "../../host/exec.ts";
-import { ExecError } from "../../host/errors.ts";
-import { assertEquals, assertRejects } from "../fixtures/assert.ts";
+import { collectOutput, run } from "../../../host/os/exec.ts";
+import { ExecError } from "../../../host/errors.ts";
+import { assertEquals, assertRejects } from "../../fixtures/assert.ts";
 
 Deno.test("run() feeds a large stdin while the program fills stdout (no pipe deadlock)", async () => {
   // 4 MiB through `cat`: far more than a pipe holds in either direction, so writing all

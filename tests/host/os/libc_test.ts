@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "../fixtures/assert.ts";
+import { assert, assertEquals, assertThrows } from "../../fixtures/assert.ts";
 import {
   cString,
   decodeCString,
@@ -16,7 +16,7 @@ import {
   SEEK_END,
   SEEK_HOLE,
   UCRED_SIZE,
-} from "../../host/libc.ts";
+} from "../../../host/os/libc.ts";
 
 Deno.test("cString() appends one NUL and refuses an embedded NUL", () => {
   assertEquals(cString("ab"), new Uint8Array([0x61, 0x62, 0]));

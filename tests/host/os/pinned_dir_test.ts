@@ -8,9 +8,9 @@ import {
   O_WRONLY,
   RESOLVE_NO_SYMLINKS,
   STAT_SIZE,
-} from "../../host/libc.ts";
-import { PinnedDir } from "../../host/pinned_dir.ts";
-import { assert, assertEquals, assertThrows } from "../fixtures/assert.ts";
+} from "../../../host/os/libc.ts";
+import { PinnedDir } from "../../../host/os/pinned_dir.ts";
+import { assert, assertEquals, assertThrows } from "../../fixtures/assert.ts";
 
 Deno.test("encodeOpenHow() lays out flags, mode and resolve as three little-endian u64", () => {
   const dv = new DataView(encodeOpenHow(0x241, 0o600, RESOLVE_NO_SYMLINKS).buffer);

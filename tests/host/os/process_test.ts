@@ -1,5 +1,5 @@
-import { BangerError } from "../../host/errors.ts";
-import { InProcessOps } from "../../host/in_process_ops.ts";
+import { BangerError } from "../../../host/errors.ts";
+import { InProcessOps } from "../../../host/privileged/in_process_ops.ts";
 import {
   parseProcStat,
   processArgv,
@@ -7,8 +7,8 @@ import {
   readProcOf,
   signalName,
   signalNumber,
-} from "../../host/process.ts";
-import { assert, assertEquals, assertRejects } from "../fixtures/assert.ts";
+} from "../../../host/os/process.ts";
+import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
 
 const procs = new InProcessOps({ stateDir: "/tmp", cacheDir: "/tmp", runtimeDir: "/tmp" });
 

@@ -1,6 +1,6 @@
-import { assert, assertEquals, assertThrows } from "../fixtures/assert.ts";
-import { LibcError } from "../../host/libc.ts";
-import { listProcDir, readProcFile, readProcFileIfExists } from "../../host/procfs.ts";
+import { assert, assertEquals, assertThrows } from "../../fixtures/assert.ts";
+import { LibcError } from "../../../host/os/libc.ts";
+import { listProcDir, readProcFile, readProcFileIfExists } from "../../../host/os/procfs.ts";
 
 Deno.test("readProcFile() reads /proc/self/stat whose reported size is 0", () => {
   const stat = readProcFile(`/proc/${Deno.pid}/stat`);

@@ -1,7 +1,11 @@
-import { probeHostFacts, readWriteDenial, supplementaryGroups } from "../../host/_host_probe.ts";
-import { pathExists } from "../../host/libc.ts";
-import { assert, assertEquals, assertStringIncludes } from "../fixtures/assert.ts";
-import { gatedTest, path, root } from "../fixtures/requires.ts";
+import {
+  probeHostFacts,
+  readWriteDenial,
+  supplementaryGroups,
+} from "../../../host/privileged/_host_probe.ts";
+import { pathExists } from "../../../host/os/libc.ts";
+import { assert, assertEquals, assertStringIncludes } from "../../fixtures/assert.ts";
+import { gatedTest, path, root } from "../../fixtures/requires.ts";
 
 const user = { uid: 1000, gid: 1000, groups: [108] };
 

@@ -1,5 +1,9 @@
-import { assertEquals, assertRejects, assertThrows } from "../fixtures/assert.ts";
-import { canonicalPath, ManagedPathError, ManagedPaths } from "../../host/managed_paths.ts";
+import { assertEquals, assertRejects, assertThrows } from "../../fixtures/assert.ts";
+import {
+  canonicalPath,
+  ManagedPathError,
+  ManagedPaths,
+} from "../../../host/privileged/managed_paths.ts";
 
 Deno.test("canonicalPath() resolves ., .., // and trailing / lexically", () => {
   assertEquals(canonicalPath("/a/./b//c/"), "/a/b/c");

@@ -1,9 +1,13 @@
-import { assert, assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { gatedTest, programs, root } from "../fixtures/requires.ts";
-import { BangerError } from "../../host/errors.ts";
-import { InProcessOps } from "../../host/in_process_ops.ts";
-import { attachLoop, detachLoop, listLoops, loopBackingFile } from "../../host/loop.ts";
-import { parseOpArgs, type PrivilegedOps, PrivilegedOpsError } from "../../host/privileged_ops.ts";
+import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { BangerError } from "../../../host/errors.ts";
+import { InProcessOps } from "../../../host/privileged/in_process_ops.ts";
+import { attachLoop, detachLoop, listLoops, loopBackingFile } from "../../../host/disk/loop.ts";
+import {
+  parseOpArgs,
+  type PrivilegedOps,
+  PrivilegedOpsError,
+} from "../../../host/privileged/privileged_ops.ts";
 
 const PREFIX = "bgt-privops-";
 

@@ -1,11 +1,11 @@
-import { assertEquals, assertThrows } from "../fixtures/assert.ts";
+import { assertEquals, assertThrows } from "../../fixtures/assert.ts";
 import {
   addInclude,
   hasInclude,
   removeInclude,
   renderSshConfig,
   SshConfigError,
-} from "../../host/ssh_config.ts";
+} from "../../../host/ssh/ssh_config.ts";
 
 const opts = { keyPath: "/s/id", knownHosts: "/s/kh", controlDir: "/r" };
 

@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../fixtures/assert.ts";
+import { assert, assertEquals } from "../../fixtures/assert.ts";
 import {
   ensureKey,
   isHostKeyMismatch,
@@ -6,8 +6,8 @@ import {
   shellQuote,
   shellQuoteCommand,
   sshArgs,
-} from "../../host/ssh.ts";
-import { gatedTest, programs } from "../fixtures/requires.ts";
+} from "../../../host/ssh/ssh.ts";
+import { gatedTest, programs } from "../../fixtures/requires.ts";
 
 const target = {
   host: "172.16.0.2",

@@ -3,8 +3,8 @@ import {
   parseInstallRecord,
   readInstallRecord,
   renderInstallRecord,
-} from "../../host/install_record.ts";
-import { assertEquals, assertThrows } from "../fixtures/assert.ts";
+} from "../../../host/system/install_record.ts";
+import { assertEquals, assertThrows } from "../../fixtures/assert.ts";
 
 const RECORD = {
   ownerUser: "alice",

@@ -3,8 +3,8 @@ import {
   renderHelperUnit,
   renderOwnerUnit,
   SystemUnitError,
-} from "../../host/system_units.ts";
-import { assertEquals, assertThrows } from "../fixtures/assert.ts";
+} from "../../../host/system/units.ts";
+import { assertEquals, assertThrows } from "../../fixtures/assert.ts";
 
 const SPEC = {
   ownerUser: "alice",

@@ -1,5 +1,5 @@
-import { KernelCmdlineError, renderKernelCmdline } from "../../host/kernel_cmdline.ts";
-import { assertEquals, assertThrows } from "../fixtures/assert.ts";
+import { KernelCmdlineError, renderKernelCmdline } from "../../../host/vmm/kernel_cmdline.ts";
+import { assertEquals, assertThrows } from "../../fixtures/assert.ts";
 
 const BASE = "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
 

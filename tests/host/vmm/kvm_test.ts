@@ -1,5 +1,5 @@
-import { classifyKvm, cpuFlags, cpuKhz, type KvmFacts } from "../../host/kvm.ts";
-import { assertEquals } from "../fixtures/assert.ts";
+import { classifyKvm, cpuFlags, cpuKhz, type KvmFacts } from "../../../host/vmm/kvm.ts";
+import { assertEquals } from "../../fixtures/assert.ts";
 
 const CPUINFO = "processor\t: 0\ncpu MHz\t\t: 2399.998\nflags\t\t: fpu vme vmx sse\n\n" +
   "processor\t: 1\ncpu MHz\t\t: 1200.000\nflags\t\t: fpu\n";

@@ -3,9 +3,9 @@
  * vsock device (and its simulated guest agent), and the byte stream after it.
  */
 
-import { connectVsock, VsockError } from "../../host/vsock.ts";
-import { assertEquals, assertRejects } from "../fixtures/assert.ts";
-import { call, startFake } from "../fixtures/fake_firecracker/spawn.ts";
+import { connectVsock, VsockError } from "../../../host/vmm/vsock.ts";
+import { assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { call, startFake } from "../../fixtures/fake_firecracker/spawn.ts";
 
 async function vsockVm() {
   const fake = await startFake();

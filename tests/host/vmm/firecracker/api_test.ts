@@ -3,9 +3,13 @@
  * chunked), fault_message surfacing, timeouts, and round trips against the fake.
  */
 
-import { encodeRequest, FirecrackerClient, FirecrackerError } from "../../host/firecracker_api.ts";
-import { assertEquals, assertRejects, assertStringIncludes } from "../fixtures/assert.ts";
-import { startFake } from "../fixtures/fake_firecracker/spawn.ts";
+import {
+  encodeRequest,
+  FirecrackerClient,
+  FirecrackerError,
+} from "../../../../host/vmm/firecracker/api.ts";
+import { assertEquals, assertRejects, assertStringIncludes } from "../../../fixtures/assert.ts";
+import { startFake } from "../../../fixtures/fake_firecracker/spawn.ts";
 
 const dec = new TextDecoder();
 

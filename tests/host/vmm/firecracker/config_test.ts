@@ -3,13 +3,13 @@
  * values Firecracker would reject or that could inject text.
  */
 
-import { FirecrackerError } from "../../host/firecracker_api.ts";
+import { FirecrackerError } from "../../../../host/vmm/firecracker/api.ts";
 import {
   firecrackerBootArgs,
   type FirecrackerVmSpec,
   renderFirecrackerConfig,
-} from "../../host/firecracker_config.ts";
-import { assertEquals, assertThrows } from "../fixtures/assert.ts";
+} from "../../../../host/vmm/firecracker/config.ts";
+import { assertEquals, assertThrows } from "../../../fixtures/assert.ts";
 
 const BOOT_ARGS =
   "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";

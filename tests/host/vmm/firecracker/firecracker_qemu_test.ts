@@ -4,14 +4,17 @@
  * Needs the cached guest artifacts (tests/fixtures/guest_artifacts.ts) and QEMU.
  */
 
-import { Firecracker } from "../../host/firecracker.ts";
-import { firecrackerBootArgs, type FirecrackerVmSpec } from "../../host/firecracker_config.ts";
-import { InProcessOps } from "../../host/in_process_ops.ts";
-import { readProcFileIfExists } from "../../host/procfs.ts";
-import { assert, assertEquals } from "../fixtures/assert.ts";
-import { FAKE_FIRECRACKER } from "../fixtures/fake_firecracker.ts";
-import { guestArtifacts, guestArtifactsRequirements } from "../fixtures/guest_artifacts.ts";
-import { gatedTest, programs } from "../fixtures/requires.ts";
+import { Firecracker } from "../../../../host/vmm/firecracker/firecracker.ts";
+import {
+  firecrackerBootArgs,
+  type FirecrackerVmSpec,
+} from "../../../../host/vmm/firecracker/config.ts";
+import { InProcessOps } from "../../../../host/privileged/in_process_ops.ts";
+import { readProcFileIfExists } from "../../../../host/os/procfs.ts";
+import { assert, assertEquals } from "../../../fixtures/assert.ts";
+import { FAKE_FIRECRACKER } from "../../../fixtures/fake_firecracker.ts";
+import { guestArtifacts, guestArtifactsRequirements } from "../../../fixtures/guest_artifacts.ts";
+import { gatedTest, programs } from "../../../fixtures/requires.ts";
 
 const NEEDS = [...guestArtifactsRequirements(), programs("qemu-system-x86_64", "setpriv", "cp")];
 const QEMU_ENV = { FAKE_FC_MODE: "qemu" };

@@ -3,13 +3,24 @@
  * configure, start, the bounded stop sequence, adoption, and survival of the launcher.
  */
 
-import { Firecracker, type FirecrackerLaunchOptions } from "../../host/firecracker.ts";
-import { FirecrackerError } from "../../host/firecracker_api.ts";
-import { firecrackerBootArgs, type FirecrackerVmSpec } from "../../host/firecracker_config.ts";
-import { InProcessOps } from "../../host/in_process_ops.ts";
-import { readProcFile } from "../../host/procfs.ts";
-import { assert, assertEquals, assertRejects, assertStringIncludes } from "../fixtures/assert.ts";
-import { FAKE_FIRECRACKER } from "../fixtures/fake_firecracker.ts";
+import {
+  Firecracker,
+  type FirecrackerLaunchOptions,
+} from "../../../../host/vmm/firecracker/firecracker.ts";
+import { FirecrackerError } from "../../../../host/vmm/firecracker/api.ts";
+import {
+  firecrackerBootArgs,
+  type FirecrackerVmSpec,
+} from "../../../../host/vmm/firecracker/config.ts";
+import { InProcessOps } from "../../../../host/privileged/in_process_ops.ts";
+import { readProcFile } from "../../../../host/os/procfs.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "../../../fixtures/assert.ts";
+import { FAKE_FIRECRACKER } from "../../../fixtures/fake_firecracker.ts";
 
 /** `/proc` reads and signals for adopted VMMs: in-process, with the VM dirs under /tmp. */
 const procs = new InProcessOps({ stateDir: "/tmp", cacheDir: "/tmp", runtimeDir: "/tmp" });
@@ -257,8 +268,8 @@ Deno.test("Firecracker.readMetrics() parses the last line after FlushMetrics", a
 Deno.test("Firecracker VMM survives the death of the process that launched it", async () => {
   await using vm = await TestVm.create();
   const script = `${vm.dir}/launcher.ts`;
-  const host = new URL("../../host/firecracker.ts", import.meta.url).href;
-  const ops = new URL("../../host/in_process_ops.ts", import.meta.url).href;
+  const host = new URL("../../../../host/vmm/firecracker/firecracker.ts", import.meta.url).href;
+  const ops = new URL("../../../../host/privileged/in_process_ops.ts", import.meta.url).href;
   await Deno.writeTextFile(
     script,
     `import { Firecracker } from ${JSON.stringify(host)};

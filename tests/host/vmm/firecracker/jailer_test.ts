@@ -1,7 +1,12 @@
-import { jailPaths, makeDev, prepareJailChroot, renderJailerArgs } from "../../host/jailer.ts";
-import { JailerError } from "../../host/jailer.ts";
-import { assert, assertEquals, assertThrows } from "../fixtures/assert.ts";
-import { gatedTest, root } from "../fixtures/requires.ts";
+import {
+  jailPaths,
+  makeDev,
+  prepareJailChroot,
+  renderJailerArgs,
+} from "../../../../host/vmm/firecracker/jailer.ts";
+import { JailerError } from "../../../../host/vmm/firecracker/jailer.ts";
+import { assert, assertEquals, assertThrows } from "../../../fixtures/assert.ts";
+import { gatedTest, root } from "../../../fixtures/requires.ts";
 
 const SPEC = {
   id: "vm-1",

@@ -1,7 +1,7 @@
 /** Parsing Firecracker's metrics JSON lines for `vm stats`. */
 
-import { parseFirecrackerMetrics } from "../../host/firecracker_metrics.ts";
-import { assertEquals } from "../fixtures/assert.ts";
+import { parseFirecrackerMetrics } from "../../../../host/vmm/firecracker/metrics.ts";
+import { assertEquals } from "../../../fixtures/assert.ts";
 
 const line = (ts: number, readBytes: number) =>
   JSON.stringify({

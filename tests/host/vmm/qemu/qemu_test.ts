@@ -1,31 +1,31 @@
-import { renderGuestEnv } from "../../catalog/guest/guest_env.ts";
-import { renderKernelCmdline } from "../../host/kernel_cmdline.ts";
-import { kernelManifestSchema } from "../../catalog/kernel_build.ts";
-import { createExt4, writeExt4 } from "../../host/ext4.ts";
-import { cpuKhz } from "../../host/kvm.ts";
-import { readProcFile } from "../../host/procfs.ts";
+import { renderGuestEnv } from "../../../../catalog/guest/guest_env.ts";
+import { renderKernelCmdline } from "../../../../host/vmm/kernel_cmdline.ts";
+import { kernelManifestSchema } from "../../../../catalog/kernel/kernel_build.ts";
+import { createExt4, writeExt4 } from "../../../../host/disk/ext4.ts";
+import { cpuKhz } from "../../../../host/vmm/kvm.ts";
+import { readProcFile } from "../../../../host/os/procfs.ts";
 import {
   launchQemu,
   QemuError,
   QemuProcess,
   type QemuVmSpec,
   renderQemuArgv,
-} from "../../host/qemu.ts";
+} from "../../../../host/vmm/qemu/qemu.ts";
 import {
   assert,
   assertEquals,
   assertRejects,
   assertStringIncludes,
   assertThrows,
-} from "../fixtures/assert.ts";
+} from "../../../fixtures/assert.ts";
 import {
   guestArtifacts,
   guestArtifactsRequirements,
   guestKernel,
   guestKernelRequirements,
-} from "../fixtures/guest_artifacts.ts";
-import { Netns } from "../fixtures/netns.ts";
-import { gatedTest, programs } from "../fixtures/requires.ts";
+} from "../../../fixtures/guest_artifacts.ts";
+import { Netns } from "../../../fixtures/netns.ts";
+import { gatedTest, programs } from "../../../fixtures/requires.ts";
 
 const SPEC: QemuVmSpec = {
   accel: "tcg",
