@@ -1,17 +1,18 @@
 /**
- * `host/`: everything banger does to the machine it runs on.
+ * `host/`: everything banger does to the machine it runs on. This file is its door: the
+ * foundations every other layer uses, re-exported from the rooms that hold them.
  *
- * - Foundations: errors (`BangerError`, `ExecError`, `aggregateErrors`), subprocesses
- *   (`run`), on-disk layout, the schema kit, atomic file writes, IPv4 helpers.
- * - libc FFI (`libc.ts`; the one `Deno.dlopen` table is the private `_libc.ts`) and
- *   `/proc`/`/sys` access (`procfs.ts`), because Deno's file APIs refuse those trees
- *   without `--allow-all`.
- * - Primitives on real kernel objects: loop devices (`loop.ts`), device-mapper
- *   (`dm.ts`), per-VM root disks (`rootdisk.ts`), ext4 images without mounts
- *   (`ext4.ts`), taps (`tap.ts`), the bridge (`bridge.ts`), NAT (`nat.ts`).
- * - `PrivilegedOps` (`privileged_ops.ts`): the one typed, plain-data interface the
- *   daemon uses for all of the above, with argument validation against banger's managed
- *   directories (`managed_paths.ts`); `InProcessOps` implements it in-process.
+ * - Foundations here: errors (`BangerError`, `ExecError`, `aggregateErrors`), the on-disk
+ *   layout, the schema kit, byte helpers, op-id scoping.
+ * - `os/`: libc FFI (`libc.ts`; the one `Deno.dlopen` table is the private `_libc.ts`),
+ *   `/proc`/`/sys` access, processes, subprocesses (`run`), atomic file writes.
+ * - `disk/`: loop devices, device-mapper, per-VM root disks, ext4 images without mounts.
+ * - `net/`: taps, the bridge, NAT, IPv4 arithmetic.
+ * - `vmm/`: Firecracker and QEMU processes, vsock, kvm, kernel command lines.
+ * - `privileged/`: `PrivilegedOps`, the one typed, plain-data interface the daemon uses
+ *   for root-only work, with argument validation against banger's managed directories;
+ *   `InProcessOps` implements it in-process, `helper/` over the root helper's socket.
+ * - `system/`, `ssh/`, `git/`: `system install`, ssh keys and config, git plumbing.
  *
  * May import only Deno, `node:` built-ins and other `host/` files; never `daemon/`,
  * `commands/`, `store/` or `catalog/`.
