@@ -12,6 +12,15 @@
 import { errorMessage } from "../host/errors.ts";
 import { run, runText, whichProgram } from "../host/os/exec.ts";
 import { classifyKvm, type KvmStatus } from "../host/vmm/kvm.ts";
+import {
+  FIRECRACKER_MIN,
+  FIRECRACKER_TESTED,
+  FIRECRACKER_UPGRADE_HINT,
+  type FirecrackerProbe,
+  firecrackerProblem,
+  probeFirecracker,
+} from "../host/vmm/firecracker/version.ts";
+import { compareVersions } from "../host/version.ts";
 import { checkPrivateDir, daemonSocket, type Layout, storePath, vmsDir } from "../host/layout.ts";
 import type { HostFacts, PrivilegedOps } from "../host/privileged/privileged_ops.ts";
 import {
@@ -22,11 +31,6 @@ import { inspectSchema } from "../store/db.ts";
 import type { DoctorCheck, DoctorReport } from "./api/daemon.ts";
 import { type Config, loadConfig } from "./config.ts";
 import { chooseVmm } from "./vmm/choice.ts";
-
-/** Oldest Firecracker banger supports. */
-export const FIRECRACKER_MIN = "1.5.0";
-/** Newest Firecracker banger was tested against. */
-export const FIRECRACKER_TESTED = "1.16.1";
 
 const pass = (name: string, detail: string): DoctorCheck => ({ name, status: "PASS", detail });
 const warn = (name: string, detail: string, fix: string): DoctorCheck => ({
@@ -78,10 +82,10 @@ export async function runDoctor(layout: Layout, options: { home: string }): Prom
     ? { present: false, accessible: false, usable: false, reason: `cannot probe: ${host}` }
     : classifyKvm(host.kvm);
   checks.push(kvmCheck(kvm));
-  const fcPath = config ? await whichProgram(config.firecrackerBin) : undefined;
   if (config) {
-    checks.push(await checkFirecracker(config, fcPath));
-    const decision = chooseVmm(config.vmm, { kvm, firecrackerPath: fcPath });
+    const firecracker = await probeFirecracker(config.firecrackerBin);
+    checks.push(await checkFirecracker(config, firecracker));
+    const decision = chooseVmm(config.vmm, { kvm, firecracker });
     checks.push(pass("vmm", decision.reason));
     if (decision.vmm === "qemu") {
       checks.push(await checkProgram(config.qemuBin, "qemu-system-x86", "booting guests", true));
@@ -137,54 +141,50 @@ function checkArch(): DoctorCheck {
     : fail("architecture", `${Deno.build.arch} is not supported`, "use an x86_64 host");
 }
 
-async function checkFirecracker(config: Config, path: string | undefined): Promise<DoctorCheck> {
+/**
+ * The "firecracker" row: the binary, its version against the supported range, and the
+ * jailer, which must be the same release (reference/firecracker-and-host.md).
+ */
+async function checkFirecracker(config: Config, probe: FirecrackerProbe): Promise<DoctorCheck> {
   const needed = config.vmm === "firecracker";
-  if (!path) {
-    const detail = `"${config.firecrackerBin}" not found`;
-    const fix =
-      "download firecracker from https://github.com/firecracker-microvm/firecracker/releases " +
-      "and put it on PATH (or set firecracker_bin)";
+  const problem = firecrackerProblem(probe);
+  if (problem || !probe.found) {
+    const detail = `${problem}${needed ? "" : "; QEMU is used instead"}`;
     return needed
-      ? fail("firecracker", detail, fix)
-      : warn("firecracker", `${detail}; QEMU is used instead`, fix);
+      ? fail("firecracker", detail, FIRECRACKER_UPGRADE_HINT)
+      : warn("firecracker", detail, FIRECRACKER_UPGRADE_HINT);
   }
-  let version: string | undefined;
-  try {
-    const out = await runText(path, ["--version"], { timeoutMs: 5000 });
-    version = /v?(\d+\.\d+\.\d+)/.exec(out)?.[1];
-  } catch (err) {
-    return fail(
-      "firecracker",
-      `${path} --version failed: ${errorMessage(err)}`,
-      "reinstall firecracker",
-    );
+  const { path, version } = probe;
+  if (config.jailerBin) {
+    const jailer = await whichProgram(config.jailerBin);
+    if (!jailer) {
+      return fail(
+        "firecracker",
+        `${path} v${version}, but jailer "${config.jailerBin}" not found`,
+        "install the jailer of the same release, or unset jailer_bin",
+      );
+    }
+    const jailerVersion = await runText(jailer, ["--version"], { timeoutMs: 5000 })
+      .then((out) => /v(\d+\.\d+\.\d+)/.exec(out)?.[1], () => undefined);
+    if (jailerVersion !== version) {
+      return fail(
+        "firecracker",
+        `${path} is v${version} but jailer ${jailer} is ${
+          jailerVersion ? `v${jailerVersion}` : "of unknown version"
+        }: the jailer must come from the same release`,
+        "install firecracker and jailer from one release tarball",
+      );
+    }
   }
-  if (!version) {
-    return warn("firecracker", `${path}: cannot read its version`, "reinstall firecracker");
-  }
-  if (compare(version, FIRECRACKER_MIN) < 0) {
-    return fail(
-      "firecracker",
-      `${path} is v${version}, older than v${FIRECRACKER_MIN}`,
-      "upgrade firecracker",
-    );
-  }
-  if (compare(version, FIRECRACKER_TESTED) > 0) {
+  const jailed = config.jailerBin ? ` (jailer v${version})` : "";
+  if (compareVersions(version, FIRECRACKER_TESTED) > 0) {
     return warn(
       "firecracker",
-      `${path} is v${version}, newer than tested v${FIRECRACKER_TESTED}`,
+      `${path} v${version}${jailed}, newer than tested v${FIRECRACKER_TESTED}`,
       "report problems; downgrade if guests fail",
     );
   }
-  const jailer = config.jailerBin ? await whichProgram(config.jailerBin) : undefined;
-  if (config.jailerBin && !jailer) {
-    return fail(
-      "firecracker",
-      `v${version}, but jailer "${config.jailerBin}" not found`,
-      "install the jailer of the same release, or unset jailer_bin",
-    );
-  }
-  return pass("firecracker", `${path} v${version}${jailer ? ` (jailer ${jailer})` : ""}`);
+  return pass("firecracker", `${path} v${version}${jailed} (supported: v${FIRECRACKER_MIN}+)`);
 }
 
 async function checkRootDisk(
@@ -288,7 +288,7 @@ async function checkMkfs(): Promise<DoctorCheck> {
   try {
     const { stderr } = await run(path, ["-V"], { timeoutMs: 5000 });
     const version = /mke2fs (\d+\.\d+(?:\.\d+)?)/.exec(stderr)?.[1];
-    if (version && compare(version, "1.43") < 0) {
+    if (version && compareVersions(version, "1.43") < 0) {
       return fail(
         "mkfs.ext4",
         `e2fsprogs ${version} has no "mkfs.ext4 -d"`,
@@ -347,14 +347,4 @@ async function checkDirs(layout: Layout): Promise<DoctorCheck[]> {
     }
   }
   return out;
-}
-
-function compare(a: string, b: string): number {
-  const pa = a.split(".").map(Number);
-  const pb = b.split(".").map(Number);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return Math.sign(d);
-  }
-  return 0;
 }

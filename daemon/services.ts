@@ -7,9 +7,9 @@
 
 import { BlobCache } from "../catalog/oci/blob_cache.ts";
 import { type Catalogs, loadCatalogs } from "../catalog/catalog_index.ts";
-import { whichProgram } from "../host/os/exec.ts";
 import { selectPrivilegedOps } from "../host/privileged/select_privileged_ops.ts";
 import { classifyKvm } from "../host/vmm/kvm.ts";
+import { probeFirecracker } from "../host/vmm/firecracker/version.ts";
 import {
   defaultSshKey,
   imagesDir,
@@ -93,15 +93,14 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
   const guest = new GuestAccess(keyPath, knownHostsPath(layout), layout.runtimeDir);
   // The daemon cannot see /dev, /proc or /sys itself: the host is probed through `ops`.
   const host = await ops.probeHost({});
-  const decision = chooseVmm(config.vmm, {
-    kvm: classifyKvm(host.kvm),
-    firecrackerPath: await whichProgram(config.firecrackerBin),
-  });
+  // Read once: which Firecracker, which release (it decides the guest's configuration).
+  const firecracker = await probeFirecracker(config.firecrackerBin);
+  const decision = chooseVmm(config.vmm, { kvm: classifyKvm(host.kvm), firecracker });
   const drivers = {
     // With a system install and a jailer, Firecracker is launched by the root helper.
     firecracker: config.jailerBin && privileges.mode === "helper"
-      ? new JailedFirecrackerDriver(ops, config.firecrackerBin)
-      : new FirecrackerDriver(config.firecrackerBin, ops),
+      ? new JailedFirecrackerDriver(ops, firecracker)
+      : new FirecrackerDriver(firecracker, ops),
     qemu: new QemuDriver(config.qemuBin, decision.accel, {
       procs: ops,
       hasVsock: host.devices.vhostVsock,

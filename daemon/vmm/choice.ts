@@ -1,12 +1,13 @@
 /**
- * Which VMM boots guests on this host: `vmm = "auto"` picks Firecracker when it and a
- * usable KVM are present, QEMU otherwise; an explicit choice is honoured (and fails at
- * start with a clear error when its requirements are missing).
+ * Which VMM boots guests on this host: `vmm = "auto"` picks Firecracker when a supported
+ * release of it and a usable KVM are present, QEMU otherwise; an explicit choice is
+ * honoured (and fails at start with a clear error when its requirements are missing).
  *
  * @module
  */
 
 import type { KvmStatus } from "../../host/vmm/kvm.ts";
+import { type FirecrackerProbe, firecrackerProblem } from "../../host/vmm/firecracker/version.ts";
 import type { VmmChoice } from "../config.ts";
 
 /** The VMM that will run guests, and why. */
@@ -21,7 +22,7 @@ export interface VmmDecision {
 /** Decides the VMM from the config choice and what the host offers. Pure. */
 export function chooseVmm(
   choice: VmmChoice,
-  host: { kvm: KvmStatus; firecrackerPath: string | undefined },
+  host: { kvm: KvmStatus; firecracker: FirecrackerProbe },
 ): VmmDecision {
   const accel = host.kvm.usable ? "kvm" : "tcg";
   const qemuReason = host.kvm.usable
@@ -31,9 +32,10 @@ export function chooseVmm(
   if (choice === "firecracker") {
     return { vmm: "firecracker", accel: "kvm", reason: `firecracker; vmm = "firecracker"` };
   }
-  if (host.firecrackerPath && host.kvm.usable) {
-    return { vmm: "firecracker", accel: "kvm", reason: `firecracker (${host.firecrackerPath})` };
+  const problem = firecrackerProblem(host.firecracker);
+  if (!problem && host.firecracker.found && host.kvm.usable) {
+    const { path, version } = host.firecracker;
+    return { vmm: "firecracker", accel: "kvm", reason: `firecracker v${version} (${path})` };
   }
-  const why = !host.firecrackerPath ? "firecracker not found" : "no usable KVM";
-  return { vmm: "qemu", accel, reason: `${qemuReason}; ${why}` };
+  return { vmm: "qemu", accel, reason: `${qemuReason}; ${problem ?? "no usable KVM"}` };
 }

@@ -7,6 +7,10 @@
 
 import { renderKernelCmdline } from "../../host/vmm/kernel_cmdline.ts";
 import { Firecracker } from "../../host/vmm/firecracker/firecracker.ts";
+import {
+  type FirecrackerProbe,
+  requireSupportedFirecracker,
+} from "../../host/vmm/firecracker/version.ts";
 import { vmFiles } from "../../host/layout.ts";
 import type { VmmProcessOps } from "../../host/privileged/privileged_ops.ts";
 import {
@@ -17,13 +21,17 @@ import {
   type VmmStats,
 } from "./driver.ts";
 
-/** Configures a VMM whose API answers for `spec` and starts the guest. */
-export async function bootGuest(vmm: Firecracker, spec: VmmLaunch): Promise<void> {
+/** Configures a VMM of Firecracker `version` whose API answers for `spec` and starts the guest. */
+export async function bootGuest(vmm: Firecracker, spec: VmmLaunch, version: string): Promise<void> {
   await vmm.configure({
     vmDir: spec.vmDir,
     kernelPath: spec.kernel,
     initrdPath: spec.initrd,
-    bootArgs: renderKernelCmdline({ vmm: "firecracker", init: spec.init }),
+    bootArgs: renderKernelCmdline({
+      vmm: "firecracker",
+      firecrackerVersion: version,
+      init: spec.init,
+    }),
     rootDisk: spec.rootDisk,
     workDisk: spec.workDisk,
     network: { tapName: spec.tap, guestIp: spec.guestIp },
@@ -34,8 +42,13 @@ export async function bootGuest(vmm: Firecracker, spec: VmmLaunch): Promise<void
   await vmm.start(spec.signal);
 }
 
-/** Bounds of the stop sequence. */
-const STOP = { ctrlAltDelWaitMs: 10_000, killWaitMs: 5_000 };
+/**
+ * Bounds of the stop sequence. After Ctrl+Alt+Del a systemd guest runs its whole shutdown
+ * (units get `DefaultTimeoutStopSec`, 90 s, each) before the reboot ends Firecracker:
+ * a minimal one takes a few seconds, a busy one far longer — Firecracker's own tests
+ * allow 120 s. SIGKILL loses the guest's page cache, so it waits that long too.
+ */
+export const FIRECRACKER_STOP = { ctrlAltDelWaitMs: 120_000, killWaitMs: 5_000 };
 
 /**
  * Boots guests with Firecracker (or an API-compatible binary, such as the test fake).
@@ -45,19 +58,31 @@ const STOP = { ctrlAltDelWaitMs: 10_000, killWaitMs: 5_000 };
 export class FirecrackerDriver implements VmmDriver {
   readonly kind = "firecracker";
   readonly hasVsock = true;
-  readonly #binary: string;
+  readonly #firecracker: FirecrackerProbe;
   readonly #procs: VmmProcessOps;
   /** The VMMs this driver launched, by VM directory, until they are found gone. */
   readonly #launched = new Map<string, Firecracker>();
 
-  constructor(binary: string, procs: VmmProcessOps) {
-    this.#binary = binary;
+  /** `firecracker` is the binary the daemon probed at start (path and version). */
+  constructor(firecracker: FirecrackerProbe, procs: VmmProcessOps) {
+    this.#firecracker = firecracker;
     this.#procs = procs;
   }
 
+  /**
+   * The version guests are configured for.
+   *
+   * @throws {FirecrackerVersionError} when the binary is missing or older than supported.
+   */
+  version(): string {
+    return requireSupportedFirecracker(this.#firecracker);
+  }
+
   async launch(spec: VmmLaunch): Promise<number> {
+    const version = this.version();
+    const binary = this.#firecracker.path ?? "firecracker";
     const vmm = await Firecracker.launch({
-      binary: this.#binary,
+      binary,
       vmDir: spec.vmDir,
       id: spec.vmId,
       signal: spec.signal,
@@ -65,7 +90,7 @@ export class FirecrackerDriver implements VmmDriver {
     });
     this.#launched.set(spec.vmDir, vmm);
     try {
-      await bootGuest(vmm, spec);
+      await bootGuest(vmm, spec, version);
     } catch (err) {
       await vmm.kill("SIGKILL").catch(() => false);
       await vmm.waitForExit(5000).catch(() => false);
@@ -99,7 +124,8 @@ export class FirecrackerDriver implements VmmDriver {
   ): Promise<string> {
     const vmm = await this.find(vmDir);
     if (!vmm) return "already-exited";
-    return (await vmm.stop({ ...STOP, exitWaitMs: o.exitWaitMs, signal: o.signal })).endedBy;
+    return (await vmm.stop({ ...FIRECRACKER_STOP, exitWaitMs: o.exitWaitMs, signal: o.signal }))
+      .endedBy;
   }
 
   async kill(_pid: number, vmDir: string, signal: string): Promise<boolean> {

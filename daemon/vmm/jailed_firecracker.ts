@@ -3,7 +3,8 @@
  * helper prepares the chroot and starts the jailer (`launchJailedFirecracker`), then this
  * driver links the VM directory's usual names (`fc.sock`, `vsock.sock`, `vmm.log`,
  * `metrics.json`, `serial.log`) to the files inside the chroot, records the pid, and
- * configures and boots the guest over the API socket exactly as without a jail. Every
+ * configures and boots the guest over the API socket exactly as without a jail (the
+ * disks go as `disks`: hard-linked, never copied, so the guest's writes land in them). Every
  * later step (liveness, stop, kill, stats) is the plain Firecracker driver's: the jailed
  * process's command line names `<vmDir>/fc.sock` like an unjailed one.
  *
@@ -11,10 +12,11 @@
  */
 
 import { writeFileAtomic } from "../../host/os/atomic_file.ts";
-import type { Firecracker } from "../../host/vmm/firecracker/firecracker.ts";
+import { type Firecracker, serialLogTail } from "../../host/vmm/firecracker/firecracker.ts";
 import { vmFiles } from "../../host/layout.ts";
 import type { PrivilegedOps } from "../../host/privileged/privileged_ops.ts";
 import { BangerError } from "../../host/errors.ts";
+import type { FirecrackerProbe } from "../../host/vmm/firecracker/version.ts";
 import type { VmmDriver, VmmLaunch, VmmStats } from "./driver.ts";
 import { bootGuest, FirecrackerDriver } from "./firecracker.ts";
 
@@ -28,20 +30,23 @@ export class JailedFirecrackerDriver implements VmmDriver {
   readonly #ops: PrivilegedOps;
   readonly #plain: FirecrackerDriver;
 
-  /** `binary` is only used for the plain driver's steps (the helper picks the jailed one). */
-  constructor(ops: PrivilegedOps, binary: string) {
+  /**
+   * `firecracker` (probed by the daemon) decides the guest's configuration; the helper
+   * picks the binary it jails from root's own config.
+   */
+  constructor(ops: PrivilegedOps, firecracker: FirecrackerProbe) {
     this.#ops = ops;
-    this.#plain = new FirecrackerDriver(binary, ops);
+    this.#plain = new FirecrackerDriver(firecracker, ops);
   }
 
   async launch(spec: VmmLaunch): Promise<number> {
+    const version = this.#plain.version();
     const isDevice = spec.rootDisk.startsWith("/dev/");
-    const files = [spec.kernel, ...(spec.initrd ? [spec.initrd] : []), spec.workDisk];
-    if (!isDevice) files.push(spec.rootDisk);
     const jail = await this.#ops.launchJailedFirecracker({
       vmId: spec.vmId,
       vmDir: spec.vmDir,
-      files,
+      files: [spec.kernel, ...(spec.initrd ? [spec.initrd] : [])],
+      disks: isDevice ? [spec.workDisk] : [spec.workDisk, spec.rootDisk],
       ...(isDevice ? { devices: [spec.rootDisk] } : {}),
     });
     try {
@@ -54,7 +59,7 @@ export class JailedFirecrackerDriver implements VmmDriver {
       await relink(jail.serialLog, `${spec.vmDir}/${vmFiles.serialLog}`);
       await writeFileAtomic(`${spec.vmDir}/${vmFiles.pidFile}`, `${jail.pid}\n`);
       const vmm = await waitForApi(this.#plain, spec.vmDir, spec.signal);
-      await bootGuest(vmm, spec);
+      await bootGuest(vmm, spec, version);
     } catch (err) {
       await this.kill(jail.pid, spec.vmDir, "SIGKILL").catch(() => false);
       await this.waitExit(jail.pid, spec.vmDir, 5000).catch(() => false);
@@ -87,17 +92,29 @@ export class JailedFirecrackerDriver implements VmmDriver {
     return this.#plain.stats(pid, vmDir);
   }
 
-  /** The plain cleanup, then the helper removes the chroot once the process is gone. */
+  /**
+   * The plain cleanup, then the logs are copied out of the jail (so `vm logs` after a stop
+   * still shows the boot) and the helper removes the chroot once the process is gone.
+   */
   async cleanup(vmDir: string): Promise<void> {
     await this.#plain.cleanup(vmDir);
     if (await this.#plain.find(vmDir)) return;
     for (const name of [vmFiles.vmmLog, vmFiles.metrics, vmFiles.serialLog]) {
-      const info = await Deno.lstat(`${vmDir}/${name}`).catch(() => undefined);
-      if (info?.isSymlink) await Deno.remove(`${vmDir}/${name}`).catch(() => {});
+      await keepLog(`${vmDir}/${name}`);
     }
     const vmId = vmDir.slice(vmDir.lastIndexOf("/") + 1);
     await this.#ops.cleanupJailedFirecracker({ vmId });
   }
+}
+
+/** Replaces the symlink `link` into the jail with a copy of what it points at. */
+async function keepLog(link: string): Promise<void> {
+  const info = await Deno.lstat(link).catch(() => undefined);
+  if (!info?.isSymlink) return;
+  const copy = `${link}.kept`;
+  const copied = await Deno.copyFile(link, copy).then(() => true, () => false);
+  if (copied) await Deno.rename(copy, link);
+  else await Deno.remove(link).catch(() => {});
 }
 
 /** Replaces `link` with a symlink to `target`. */
@@ -123,8 +140,11 @@ async function waitForApi(
       if (up) return vmm;
     }
     if (Date.now() >= deadline) {
+      const tail = await serialLogTail(vmDir);
       throw new BangerError(
-        `Cannot start the jailed Firecracker of "${vmDir}": its API socket did not answer within ${API_WAIT_MS} ms`,
+        `Cannot start the jailed Firecracker of "${vmDir}": its API socket did not answer within ${API_WAIT_MS} ms${
+          tail ? `: ${tail}` : ""
+        }`,
         { code: "timeout", hint: `see ${vmDir}/${vmFiles.serialLog}` },
       );
     }

@@ -47,6 +47,7 @@ import {
   PrivilegedOpsError,
 } from "./privileged_ops.ts";
 import { readProcFile, readProcFileIfExists } from "../os/procfs.ts";
+import { hostMountOf } from "../os/mounts.ts";
 import {
   createRootDisk,
   releaseRootDisk,
@@ -311,42 +312,45 @@ export class InProcessOps implements PrivilegedOps {
     const args = this.#args("launchJailedFirecracker", raw);
     const { jailer, owner } = this.#jailConfig("launch Firecracker for", args.vmId);
     await this.#dir(args.vmDir, "VM directory");
-    for (const f of args.files) await this.#file(f, "VM file");
-    const { jailDir, chrootDir, serialLog } = jailPaths(
-      jailer.chrootBase,
-      jailer.firecrackerBin,
-      args.vmId,
-    );
+    const disks = args.disks ?? [];
+    for (const f of [...args.files, ...disks]) await this.#file(f, "VM file");
+    await refuseNodev(jailer.chrootBase);
+    const execFile = await Deno.realPath(jailer.firecrackerBin);
+    const paths = jailPaths(jailer.chrootBase, execFile, args.vmId);
+    const { jailDir, chrootDir, serialLog } = paths;
     if (await Deno.lstat(jailDir).then(() => true, () => false)) {
       if (!(await this.cleanupJailedFirecracker({ vmId: args.vmId }))) {
         throw new PrivilegedOpsError(`Cannot reuse the jail "${jailDir}"`, { code: "conflict" });
       }
     }
     await prepareJailChroot({
+      chrootBaseDir: jailer.chrootBase,
       chrootDir,
       vmDir: args.vmDir,
       files: args.files,
+      disks,
       devices: args.devices,
       ...owner,
     });
     const apiSocket = `${args.vmDir}/${vmFiles.apiSocket}`;
     const argv = renderJailerArgs({
       id: args.vmId,
-      execFile: jailer.firecrackerBin,
+      execFile,
       uid: owner.uid,
       gid: owner.gid,
       chrootBaseDir: jailer.chrootBase,
       firecrackerArgs: ["--api-sock", apiSocket],
     });
-    const pid = await spawnJailer(jailer.jailerBin, argv, serialLog, owner);
+    const pid = spawnJailer(jailer.jailerBin, argv, serialLog, owner);
     return { pid, chrootDir, apiSocket: `${chrootDir}${apiSocket}`, serialLog };
   }
 
   async cleanupJailedFirecracker(raw: OpArgs<"cleanupJailedFirecracker">): Promise<boolean> {
     const { vmId } = this.#args("cleanupJailedFirecracker", raw);
     const { jailer } = this.#jailConfig("clean up the jail of", vmId);
-    const { jailDir, chrootDir } = jailPaths(jailer.chrootBase, jailer.firecrackerBin, vmId);
-    const pidText = await Deno.readTextFile(`${chrootDir}/firecracker.pid`).catch(() => "");
+    const execFile = await Deno.realPath(jailer.firecrackerBin);
+    const { jailDir, pidFile } = jailPaths(jailer.chrootBase, execFile, vmId);
+    const pidText = await Deno.readTextFile(pidFile).catch(() => "");
     const pid = Number(pidText.trim());
     if (Number.isInteger(pid) && pid > 1 && processExists(pid)) {
       const cmdline = readProcFileIfExists(`/proc/${pid}/cmdline`) ?? "";
@@ -387,5 +391,20 @@ function settle<T>(fn: () => T): Promise<T> {
     return Promise.resolve(fn());
   } catch (err) {
     return Promise.reject(err);
+  }
+}
+
+/**
+ * Refuses a jail base on a `nodev` mount: the jail's `/dev/kvm`, `/dev/net/tun` and disk
+ * nodes would exist but could not be opened.
+ */
+async function refuseNodev(chrootBase: string): Promise<void> {
+  const mount = await hostMountOf(chrootBase);
+  if (mount?.options.includes("nodev")) {
+    throw new PrivilegedOpsError(
+      `Cannot use the jailer's chroot base "${chrootBase}": its filesystem (${mount.source} on ` +
+        `${mount.mountPoint}) is mounted nodev, so the jail's /dev/kvm could not be opened`,
+      { code: "failed_precondition", hint: `remount ${mount.mountPoint} without nodev` },
+    );
   }
 }

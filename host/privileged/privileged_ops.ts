@@ -194,6 +194,7 @@ export const PRIVILEGED_OP_ARGS = {
     vmId: s.string({ pattern: JAIL_ID, expected: "a jailer id (1–64 of A-Z a-z 0-9 -)" }),
     vmDir: path,
     files: s.array(path, { max: 8 }),
+    disks: s.optional(s.array(path, { max: 4 })),
     devices: s.optional(
       s.array(s.string({ pattern: /^\/dev\/dm-\d{1,6}$/, expected: "a device /dev/dm-N" }), {
         max: 4,

@@ -1,21 +1,28 @@
 /**
  * The guest kernel command line, for either VMM. Pure.
  *
- * Always: `console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.nopnp
- * i8042.dumbkbd` — the serial console banger logs, a reboot that ends the VMM process
- * (Firecracker exits on the triple-fault style `reboot=k`; QEMU exits because banger runs
- * it with `-no-reboot`), a panic that stops the VM after 1 s instead of hanging, and no
- * probing for a PS/2 controller a microVM does not have.
+ * Always: `console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd` — the
+ * serial console banger logs, a reboot that ends the VMM process (Firecracker exits on the
+ * triple-fault style `reboot=k`; QEMU exits because banger runs it with `-no-reboot`), a
+ * panic that stops the VM after 1 s instead of hanging, and no probing for PS/2 mice and
+ * multiplexers a microVM does not have.
  *
- * QEMU `microvm` adds `root=/dev/vda rw` (Firecracker adds `root=` itself from the drive
- * marked as root) and `tsc_early_khz=<host kHz>`: under software emulation microvm has
- * no HPET or PM timer, and without a given TSC frequency about 1 boot in 10 hangs while
- * calibrating (reference/guest-boot-lab.md).
+ * Firecracker keeps ACPI PnP probing of the keyboard: its guests (≥ v1.8, ACPI) find the
+ * i8042 only as the DSDT's PNP0303 device, and without it `SendCtrlAltDel` — banger's
+ * stop for a guest SSH cannot reach — does nothing. It never gets `root=` (Firecracker
+ * adds it from the drive marked as root); before v1.13 it gets `pci=off`, which later
+ * releases add themselves, so the guest does not spend its boot probing PCI.
+ *
+ * QEMU `microvm` is stopped through its monitor, never the keyboard, so it skips PnP
+ * (`i8042.nopnp`); it adds `root=/dev/vda rw` and `tsc_early_khz=<host kHz>`: under
+ * software emulation microvm has no HPET or PM timer, and without a given TSC frequency
+ * about 1 boot in 10 hangs while calibrating (reference/guest-boot-lab.md).
  *
  * @module
  */
 
 import { BangerError } from "../errors.ts";
+import { firecrackerAddsPciOff } from "./firecracker/version.ts";
 
 /** A command line that cannot be built from the given values. */
 export class KernelCmdlineError extends BangerError {}
@@ -25,8 +32,10 @@ export type Vmm = "firecracker" | "qemu-microvm";
 
 /** Options for {@linkcode renderKernelCmdline}. */
 export interface KernelCmdlineOptions {
-  /** The VMM; decides `root=` and `tsc_early_khz=`. */
+  /** The VMM; decides `root=`, `i8042.nopnp`, `pci=off` and `tsc_early_khz=`. */
   vmm: Vmm;
+  /** Firecracker's version (`1.16.1`); required for Firecracker (it decides `pci=off`). */
+  firecrackerVersion?: string;
   /** Host TSC frequency in kHz (MHz × 1000 from /proc/cpuinfo); required for QEMU microvm. */
   tscKhz?: number;
   /** `init=` for the guest (e.g. `/usr/local/libexec/banger-first-boot`). */
@@ -44,7 +53,6 @@ export const BASE_BOOT_ARGS: readonly string[] = [
   "panic=1",
   "i8042.noaux",
   "i8042.nomux",
-  "i8042.nopnp",
   "i8042.dumbkbd",
 ];
 /** Printable ASCII without space and quotes: one kernel argument, no injection. */
@@ -54,13 +62,15 @@ const TOKEN = /^[\x21\x23-\x26\x28-\x7e]+$/;
  * Renders the kernel command line.
  *
  * @throws {KernelCmdlineError} when `tscKhz` is missing or not a positive integer for
- *   QEMU microvm, `init` is not an absolute path, an extra argument contains whitespace,
+ *   QEMU microvm, `firecrackerVersion` is missing for Firecracker, `init` is not an absolute path, an extra argument contains whitespace,
  *   a quote or a control character, or the result exceeds 2047 bytes.
  * @example
  * ```ts
  * renderKernelCmdline({ vmm: "qemu-microvm", tscKhz: 2596094 });
- * // "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd
+ * // "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd i8042.nopnp
  * //  root=/dev/vda rw tsc_early_khz=2596094" (one line)
+ * renderKernelCmdline({ vmm: "firecracker", firecrackerVersion: "1.12.0" });
+ * // "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.dumbkbd pci=off"
  * ```
  */
 export function renderKernelCmdline(options: KernelCmdlineOptions): string {
@@ -74,7 +84,13 @@ export function renderKernelCmdline(options: KernelCmdlineOptions): string {
     if (khz === undefined || !Number.isInteger(khz) || khz <= 0 || khz > 100_000_000) {
       throw bad(`tsc_early_khz must be the host's TSC frequency in kHz, got "${khz}"`);
     }
-    args.push("root=/dev/vda", "rw", `tsc_early_khz=${khz}`);
+    args.push("i8042.nopnp", "root=/dev/vda", "rw", `tsc_early_khz=${khz}`);
+  } else {
+    const version = options.firecrackerVersion;
+    if (version === undefined || !/^\d+\.\d+\.\d+$/.test(version)) {
+      throw bad(`the Firecracker version must be known (x.y.z), got "${version}"`);
+    }
+    if (!firecrackerAddsPciOff(version)) args.push("pci=off");
   }
   if (options.init !== undefined) {
     if (!/^\/[A-Za-z0-9._/+-]*$/.test(options.init)) {

@@ -97,3 +97,62 @@ Deno.test("`banger doctor` fails a group-writable runtime dir and a bad config",
   assertEquals(config?.status, "FAIL");
   assertStringIncludes(config?.detail ?? "", `key "vmm" must be one of`);
 });
+
+/** A home whose config points at stand-in firecracker and jailer binaries of given versions. */
+async function firecrackerHome(
+  home: string,
+  o: { vmm: string; firecracker: string; jailer?: string },
+): Promise<void> {
+  const bin = async (name: string, banner: string) => {
+    await Deno.writeTextFile(`${home}/${name}`, `#!/bin/sh\necho "${banner}"\n`, { mode: 0o755 });
+    return `${home}/${name}`;
+  };
+  const lines = [
+    `vmm = "${o.vmm}"`,
+    `firecracker_bin = "${await bin("firecracker", `Firecracker v${o.firecracker}`)}"`,
+  ];
+  if (o.jailer) lines.push(`jailer_bin = "${await bin("jailer", `Jailer v${o.jailer}`)}"`);
+  await Deno.mkdir(`${home}/config`, { mode: 0o700 });
+  await Deno.writeTextFile(`${home}/config/config.toml`, lines.join("\n") + "\n");
+}
+
+Deno.test("runDoctor() refuses a Firecracker older than v1.8.0 with the found version, the minimum and how to upgrade", async (t) => {
+  for (const [vmm, status] of [["auto", "WARN"], ["firecracker", "FAIL"]] as const) {
+    await t.step(`vmm = "${vmm}"`, async () => {
+      await using h = await tempHome();
+      await firecrackerHome(h.home, { vmm, firecracker: "1.7.0" });
+      const report = await runDoctor(resolveLayout({ BANGER_HOME: h.home }, 0, false), {
+        home: h.home,
+      });
+      const fc = report.checks.find((c) => c.name === "firecracker");
+      assertEquals(fc?.status, status);
+      assertStringIncludes(fc?.detail ?? "", "is v1.7.0, older than v1.8.0");
+      assertStringIncludes(fc?.fix ?? "", "install Firecracker v1.8.0 or newer");
+      if (vmm === "auto") {
+        const choice = report.checks.find((c) => c.name === "vmm");
+        assertStringIncludes(choice?.detail ?? "", "qemu");
+      }
+    });
+  }
+});
+
+Deno.test("runDoctor() shows the Firecracker and jailer versions and fails when they differ", async () => {
+  await using same = await tempHome();
+  await firecrackerHome(same.home, { vmm: "auto", firecracker: "1.14.1", jailer: "1.14.1" });
+  let report = await runDoctor(resolveLayout({ BANGER_HOME: same.home }, 0, false), {
+    home: same.home,
+  });
+  let fc = report.checks.find((c) => c.name === "firecracker");
+  assertEquals(fc?.status, "PASS");
+  assertStringIncludes(fc?.detail ?? "", "v1.14.1 (jailer v1.14.1)");
+
+  await using mixed = await tempHome();
+  await firecrackerHome(mixed.home, { vmm: "auto", firecracker: "1.14.1", jailer: "1.13.0" });
+  report = await runDoctor(resolveLayout({ BANGER_HOME: mixed.home }, 0, false), {
+    home: mixed.home,
+  });
+  fc = report.checks.find((c) => c.name === "firecracker");
+  assertEquals(fc?.status, "FAIL");
+  assertStringIncludes(fc?.detail ?? "", "is v1.14.1 but jailer");
+  assertStringIncludes(fc?.detail ?? "", "is v1.13.0: the jailer must come from the same release");
+});

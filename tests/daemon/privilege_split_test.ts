@@ -74,16 +74,32 @@ interface Split extends AsyncDisposable {
   daemonPid(): number;
 }
 
-async function split(): Promise<Split> {
+const FAKE_FC = `${ROOT}tests/fixtures/fake_firecracker.ts`;
+const FAKE_JAILER = `${ROOT}tests/fixtures/fake_jailer.sh`;
+
+/**
+ * A system install with the helper and owner daemon running in a fresh namespace. With
+ * `jailed`, guests boot with the fake firecracker (QEMU mode) under the chrooting fake
+ * jailer, which the helper runs as the systemd unit would: `UMask=0077`.
+ */
+async function split(o: { jailed?: boolean } = {}): Promise<Split> {
   const sys = await systemRoot();
   const ns = await Netns.create();
   const denoDir = await ownerDenoDir();
   const tun = await openTunNode();
   const dnsPort = 20000 + Math.floor(Math.random() * 20000);
+  // Installed the common way: symlinks on PATH named firecracker and jailer.
+  const bin = `${sys.root}/usr/local/bin`;
+  await Deno.mkdir(bin, { recursive: true });
+  await Deno.symlink(FAKE_FC, `${bin}/firecracker`);
+  await Deno.symlink(FAKE_JAILER, `${bin}/jailer`);
+  const vmm = o.jailed
+    ? ['vmm = "firecracker"', 'firecracker_bin = "firecracker"', 'jailer_bin = "jailer"']
+    : ['vmm = "qemu"'];
   await Deno.writeTextFile(
     sys.layout.configFile,
     [
-      'vmm = "qemu"',
+      ...vmm,
       `bridge_name = "bg-s${crypto.randomUUID().slice(0, 6)}"`,
       `dns_listen = "127.0.0.1:${dnsPort}"`,
       'default_image_name = "debian"',
@@ -97,7 +113,19 @@ async function split(): Promise<Split> {
     ].join("\n"),
   );
   await seedRealGuest(sys);
-  const env = { BANGER_ROOT: sys.root, DENO_DIR: denoDir.path, HOME: "/nonexistent" };
+  const fakeEnv: Record<string, string> = o.jailed
+    ? {
+      FAKE_FC_MODE: "qemu",
+      FAKE_JAILER_DENO_DIR: denoDir.path,
+      PATH: `${bin}:${Deno.env.get("PATH") ?? "/usr/bin:/bin"}`,
+    }
+    : {};
+  const env = {
+    BANGER_ROOT: sys.root,
+    DENO_DIR: denoDir.path,
+    HOME: "/nonexistent",
+    ...fakeEnv,
+  };
   const main = `${ROOT}main.ts`;
   let helper: Deno.ChildProcess | undefined;
   const startHelper = async () => {
@@ -106,13 +134,17 @@ async function split(): Promise<Split> {
         "netns",
         "exec",
         ns.name,
+        "sh",
+        "-c",
+        'umask 077 && exec "$@"', // the unit's UMask=0077
+        "banger-helper",
         Deno.execPath(),
         "run",
         ...taskFlags("helper"),
         main,
         "helper",
       ],
-      env: { BANGER_ROOT: sys.root },
+      env: { BANGER_ROOT: sys.root, ...fakeEnv },
       stdin: "null",
       stdout: "null",
       stderr: "inherit",
@@ -159,7 +191,11 @@ async function split(): Promise<Split> {
       try {
         await deleteVmsAndStop(cli);
       } finally {
-        daemon.kill("SIGKILL");
+        try {
+          daemon.kill("SIGKILL");
+        } catch {
+          // `daemon stop` already ended it
+        }
         await daemon.status.catch(() => {});
         await stopHelper();
         await ns[Symbol.asyncDispose]();
@@ -213,6 +249,38 @@ gatedTest(
       assertEquals([ssh.code, ssh.stdout.trim()], [0, "still-here"], ssh.stderr);
       const del = await s.cli(["vm", "delete", "keep"]);
       assertEquals(del.code, 0, del.stderr);
+    });
+  },
+);
+
+gatedTest(
+  "jailed: the root helper (UMask=0077) boots a real guest under the chrooting jailer stand-in with a symlinked firecracker; stop keeps the logs (root, netns, QEMU)",
+  [
+    root(),
+    programs("qemu-system-x86_64", "setpriv", "unshare", "ip", "mknod", "chroot"),
+    ...guestArtifactsRequirements(),
+    servicesWired(),
+  ],
+  async (t) => {
+    await using s = await split({ jailed: true });
+    await t.step("vm create boots inside the jail as the owner", async () => {
+      const r = await s.cli(["vm", "create", "--name", "jailed"]);
+      assertEquals(r.code, 0, r.stderr);
+      const vm = JSON.parse((await s.cli(["vm", "show", "jailed", "--json"])).stdout);
+      assertEquals(vm.vmm, "firecracker");
+      const status = readProcFile(`/proc/${vm.pid}/status`);
+      assertEquals(/^Uid:\s+(\d+)/m.exec(status)?.[1], String(OWNER.uid));
+      const root = await Deno.readLink(`/proc/${vm.pid}/root`);
+      assertStringIncludes(root, `${s.sys.root}/var/lib/banger-jailer/fake_firecracker.ts/`);
+      const ssh = await s.cli(["vm", "ssh", "jailed", "--", "echo", "inside"]);
+      assertEquals([ssh.code, ssh.stdout.trim()], [0, "inside"], ssh.stderr);
+    });
+    await t.step("vm stop ends it and vm logs still shows the boot", async () => {
+      const stop = await s.cli(["vm", "stop", "jailed"]);
+      assertEquals(stop.code, 0, stop.stderr);
+      const logs = await s.cli(["vm", "logs", "jailed"]);
+      assertEquals(logs.code, 0, logs.stderr);
+      assertStringIncludes(logs.stdout, "reboot: Restarting system", "the console up to the stop");
     });
   },
 );

@@ -6,7 +6,6 @@
  * @module
  */
 
-import { BASE_BOOT_ARGS } from "../kernel_cmdline.ts";
 import { vmFiles } from "../../layout.ts";
 import { guestMac } from "../../net/ipv4.ts";
 import { FirecrackerError } from "./api.ts";
@@ -21,12 +20,6 @@ import type {
   NetworkInterface,
   Vsock,
 } from "./types.ts";
-
-/**
- * The command-line arguments every banger guest keeps: serial console on ttyS0, reboot =
- * exit (`reboot=k`), reboot 1 s after a panic, and no i8042 probing (tens of ms saved).
- */
-export const FIRECRACKER_BASE_BOOT_ARGS: readonly string[] = BASE_BOOT_ARGS;
 
 /**
  * Longest caller command line accepted. Firecracker's limit is 2048 bytes including what it
@@ -47,8 +40,8 @@ export interface FirecrackerVmSpec {
   /** Absolute path of the initrd, if the kernel needs one. */
   initrdPath?: string;
   /**
-   * The final kernel command line, e.g. from {@linkcode firecrackerBootArgs}. Must not
-   * contain `root=`: Firecracker appends it for the root drive.
+   * The final kernel command line (`renderKernelCmdline` in `host/vmm/kernel_cmdline.ts`).
+   * Must not contain `root=`: Firecracker appends it for the root drive.
    */
   bootArgs: string;
   /** The root disk (`/dev/vda`): a device node or an image file. */
@@ -104,28 +97,9 @@ const UNIX_PATH_MAX = 108;
 const VSOCK_PORT_SUFFIX = "_4294967295".length;
 
 /**
- * Joins {@linkcode FIRECRACKER_BASE_BOOT_ARGS} with the caller's extra arguments.
- *
- * @throws {FirecrackerError} when an argument is empty or holds whitespace or control text.
- * @example
- * ```ts
- * firecrackerBootArgs(["quiet"]);
- * // "console=ttyS0 reboot=k panic=1 i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd quiet"
- * ```
- */
-export function firecrackerBootArgs(extra: readonly string[] = []): string {
-  for (const arg of extra) {
-    if (arg === "" || /\s/.test(arg) || hasControl(arg)) {
-      throw invalid(
-        `Cannot use kernel argument ${JSON.stringify(arg)}: it is empty or holds whitespace`,
-      );
-    }
-  }
-  return [...FIRECRACKER_BASE_BOOT_ARGS, ...extra].join(" ");
-}
-
-/**
  * Renders the calls that configure and start `spec`, and the equivalent config file.
+ * Drives are `Writeback`, as under QEMU: Firecracker's default (`Unsafe`) offers the guest
+ * no flush, so a guest `fsync` would never reach the host's disk.
  *
  * @throws {FirecrackerError} (`invalid_argument`) when a value would be rejected by
  *   Firecracker or could inject text: relative paths, control characters, a `root=` or
@@ -133,7 +107,7 @@ export function firecrackerBootArgs(extra: readonly string[] = []): string {
  * @example
  * ```ts
  * const { calls } = renderFirecrackerConfig({
- *   vmDir: "/state/vms/abc", kernelPath: "/k/vmlinux", bootArgs: firecrackerBootArgs(),
+ *   vmDir: "/state/vms/abc", kernelPath: "/k/vmlinux", bootArgs: "console=ttyS0 reboot=k panic=1",
  *   rootDisk: "/dev/dm-3", vcpuCount: 2, memSizeMib: 1024,
  * });
  * calls.map((c) => c.path); // ["/logger", "/metrics", "/boot-source", "/drives/rootfs", ...]
@@ -156,6 +130,7 @@ export function renderFirecrackerConfig(spec: FirecrackerVmSpec): RenderedFirecr
     path_on_host: spec.rootDisk,
     is_root_device: true,
     is_read_only: spec.rootReadOnly ?? false,
+    cache_type: "Writeback",
   }];
   if (spec.workDisk !== undefined) {
     drives.push({
@@ -163,6 +138,7 @@ export function renderFirecrackerConfig(spec: FirecrackerVmSpec): RenderedFirecr
       path_on_host: spec.workDisk,
       is_root_device: false,
       is_read_only: false,
+      cache_type: "Writeback",
     });
   }
   const ifaces: NetworkInterface[] = spec.network

@@ -9,8 +9,9 @@
  * - `serial.log`: Firecracker's stdout and stderr, i.e. the guest console (`console=ttyS0`),
  *   plus what Firecracker prints before its logger is configured and any panic text.
  *   Truncated at each launch.
- * - `vmm.log` (`PUT /logger`) and `metrics.json` (`PUT /metrics`): removed before a launch
- *   because Firecracker opens them without truncating or appending.
+ * - `vmm.log` (`PUT /logger`) and `metrics.json` (`PUT /metrics`): replaced by empty files
+ *   (0600) before a launch, because Firecracker opens them without truncating or appending
+ *   and, before v1.14, without creating them.
  * - `vmm.pid`: the VMM's pid, written atomically right after the spawn.
  *
  * Liveness of a VMM this process launched is its child status (an unreaped child's pid
@@ -29,6 +30,7 @@ import { type FirecrackerVmSpec, renderFirecrackerConfig } from "./config.ts";
 import { type FirecrackerMetrics, parseFirecrackerMetrics } from "./metrics.ts";
 import {
   applyCall,
+  logTail,
   namesApiSocket,
   raceTimeout,
   removeFiles,
@@ -94,6 +96,11 @@ export interface FirecrackerStopResult {
 }
 
 const INSTANCE_ID = /^[A-Za-z0-9-]{1,64}$/;
+
+/** The last lines of a VM's console log (`<vmDir>/serial.log`), joined with ` | `. */
+export function serialLogTail(vmDir: string): Promise<string> {
+  return logTail(`${vmDir}/${vmFiles.serialLog}`);
+}
 const ADOPTED_POLL_MS = 50;
 
 /**
@@ -167,7 +174,9 @@ export class Firecracker {
       [vmFiles.apiSocket, vmFiles.vsockSocket, vmFiles.vmmLog, vmFiles.metrics, vmFiles.pidFile]
         .map(file),
     );
-    await Deno.writeFile(file(vmFiles.serialLog), new Uint8Array(), { mode: 0o600 });
+    for (const name of [vmFiles.serialLog, vmFiles.vmmLog, vmFiles.metrics]) {
+      await Deno.writeFile(file(name), new Uint8Array(), { mode: 0o600 });
+    }
     const child = spawnFirecracker({
       binary: options.binary,
       apiSocket: file(vmFiles.apiSocket),

@@ -4,9 +4,17 @@
  * `<base>/<exec name>/<id>/root/`, chroots there, makes `/dev/kvm` and `/dev/net/tun`,
  * drops to `--uid/--gid` and execs Firecracker in place (same pid). Everything
  * Firecracker opens must therefore exist inside the chroot: kernel, initrd and drives are
- * hard-linked (or copied) to the same absolute paths inside it, so the API calls the owner
- * daemon sends name the same paths as without a jail (reference/firecracker-and-host.md
- * §1.6). The API socket is asked for at `<vmDir>/fc.sock` (chroot-relative); on the host
+ * placed at the same absolute paths inside it, so the API calls the owner daemon sends
+ * name the same paths as without a jail (reference/firecracker-and-host.md §1.6). The
+ * read-write disks are hard-linked, never copied: a copy would take the guest's writes
+ * and vanish with the jail at stop.
+ *
+ * The jail is named as the jailer names it: after the real path of the Firecracker binary
+ * (`<base>/<basename of realpath>/<id>/root`, pid file `<root>/<name>.pid`), so a
+ * symlinked `/usr/local/bin/firecracker` finds the same directory. Every directory is
+ * created with an explicit mode, never through the umask: the system helper runs with
+ * `UMask=0077`, and a 0700 root-owned parent would hide the VM's files from Firecracker
+ * (which runs as the owner) and the jail's sockets from the owner daemon. The API socket is asked for at `<vmDir>/fc.sock` (chroot-relative); on the host
  * it is `<chroot><vmDir>/fc.sock`, and the owner daemon links its own short
  * `<vmDir>/fc.sock` to it (AF_UNIX paths stop at 108 bytes; reference-tool-inventory.md
  * §10 lesson 8). `--new-pid-ns` is never used (the pid must stay Firecracker's).
@@ -29,6 +37,7 @@ import {
   RESOLVE_NO_SYMLINKS,
   S_IFBLK,
 } from "../../os/libc.ts";
+import { hostMountOf, type MountInfo } from "../../os/mounts.ts";
 import { PinnedDir } from "../../os/pinned_dir.ts";
 import { readProcFile } from "../../os/procfs.ts";
 
@@ -120,24 +129,46 @@ function invalid(why: string): never {
   });
 }
 
-/** Where one jailed VM lives: `<base>/<exec name>/<id>/` and its `root/`. Pure. */
-export function jailPaths(
-  chrootBaseDir: string,
-  execFile: string,
-  id: string,
-): { jailDir: string; chrootDir: string; serialLog: string } {
-  const jailDir = `${chrootBaseDir}/${basename(execFile)}/${id}`;
-  return { jailDir, chrootDir: `${jailDir}/root`, serialLog: `${jailDir}/${vmFiles.serialLog}` };
+/** Where one jailed VM lives. */
+export interface JailPaths {
+  /** `<base>/<exec name>/<id>`. */
+  jailDir: string;
+  /** `<jailDir>/root`: the chroot. */
+  chrootDir: string;
+  /** `<jailDir>/serial.log`: the jailer's and Firecracker's output (outside the chroot). */
+  serialLog: string;
+  /** `<chrootDir>/<exec name>.pid`: the pid file the jailer writes. */
+  pidFile: string;
+}
+
+/**
+ * Where one jailed VM lives, for a Firecracker binary whose real path (symlinks
+ * resolved) is `execRealPath`. Pure.
+ */
+export function jailPaths(chrootBaseDir: string, execRealPath: string, id: string): JailPaths {
+  const name = basename(execRealPath);
+  const jailDir = `${chrootBaseDir}/${name}/${id}`;
+  const chrootDir = `${jailDir}/root`;
+  return {
+    jailDir,
+    chrootDir,
+    serialLog: `${jailDir}/${vmFiles.serialLog}`,
+    pidFile: `${chrootDir}/${name}.pid`,
+  };
 }
 
 /** What {@linkcode prepareJailChroot} puts into a chroot. */
 export interface JailContents {
-  /** The chroot (`…/root`). Created 0755, root-owned. */
+  /** The chroot base (`--chroot-base-dir`); it exists. */
+  chrootBaseDir: string;
+  /** The chroot (`<base>/<name>/<id>/root`). Created 0755 (its parents 0711), root-owned. */
   chrootDir: string;
   /** The VM directory; recreated inside the chroot, owned by uid:gid, mode 0700. */
   vmDir: string;
-  /** Regular files to make available at the same absolute path inside the chroot. */
+  /** Read-only files (kernel, initrd): hard-linked, or copied across filesystems. */
   files: readonly string[];
+  /** Read-write disk images: hard-linked only (a copy would lose the guest's writes). */
+  disks?: readonly string[];
   /** Block devices (`/dev/dm-N`) to recreate with mknod, owned by uid:gid. */
   devices?: readonly string[];
   uid: number;
@@ -146,34 +177,68 @@ export interface JailContents {
 
 /**
  * Fills a fresh chroot: `files` are hard-linked (copied through symlink-refusing opens
- * when the chroot is on another filesystem), `devices` recreated with mknod, and the
- * VM directory inside it handed to uid:gid for Firecracker's sockets and logs.
+ * when the chroot is on another filesystem), `disks` hard-linked, `devices` recreated
+ * with mknod, empty `vmm.log` and `metrics.json` created, and the VM directory inside it
+ * handed to uid:gid for Firecracker's sockets and logs. Every directory gets its mode explicitly, whatever the umask.
  *
- * @throws {JailerError} naming the file that could not be placed.
+ * @throws {JailerError} naming the file that could not be placed; `failed_precondition`
+ *   when a disk is on another filesystem than the chroot (naming both).
  */
 export async function prepareJailChroot(c: JailContents): Promise<void> {
-  await Deno.mkdir(c.chrootDir, { recursive: true, mode: 0o755 });
+  await makeDirs(c.chrootBaseDir, dirname(c.chrootDir), 0o711);
+  await makeDirs(dirname(c.chrootDir), c.chrootDir, 0o755);
   const vmDirInside = `${c.chrootDir}${c.vmDir}`;
-  await Deno.mkdir(vmDirInside, { recursive: true, mode: 0o755 });
-  for (const file of c.files) {
+  await makeDirs(c.chrootDir, vmDirInside, 0o755);
+  const place = async (file: string, canCopy: boolean) => {
     const target = `${c.chrootDir}${file}`;
-    await Deno.mkdir(dirname(target), { recursive: true, mode: 0o755 });
+    await makeDirs(c.chrootDir, dirname(target), 0o755);
     try {
-      await placeFile(file, target);
+      await placeFile(file, target, canCopy);
     } catch (err) {
+      if (err instanceof JailerError) throw err;
       throw new JailerError(`Cannot place "${file}" in the jail "${c.chrootDir}": ${String(err)}`, {
         code: err instanceof BangerError ? err.code : "internal",
         cause: err,
       });
     }
-  }
+  };
+  for (const file of c.files) await place(file, true);
+  for (const disk of c.disks ?? []) await place(disk, false);
   for (const device of c.devices ?? []) await makeDeviceNode(c.chrootDir, device, c.uid, c.gid);
+  {
+    // Firecracker < 1.14 opens its log and metrics without O_CREAT: they must exist. Made
+    // while the directory is still root's, so nothing the owner placed is followed.
+    using dir = PinnedDir.open(vmDirInside);
+    for (const name of [vmFiles.vmmLog, vmFiles.metrics]) {
+      using file = dir.createFile(name, O_WRONLY, 0o600);
+      file.chown(c.uid, c.gid);
+    }
+  }
   await Deno.chown(vmDirInside, c.uid, c.gid);
   await Deno.chmod(vmDirInside, 0o700);
 }
 
-/** link(2) does not follow a symlinked source; the copy opens it refusing symlinks. */
-async function placeFile(source: string, target: string): Promise<void> {
+/**
+ * Creates `dir` and its missing parents below `base` (which exists), each with `mode`
+ * set by chmod, so the umask never decides it.
+ */
+async function makeDirs(base: string, dir: string, mode: number): Promise<void> {
+  if (dir === base || !dir.startsWith(`${base}/`)) return;
+  await makeDirs(base, dirname(dir), mode);
+  try {
+    await Deno.mkdir(dir, { mode });
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) return;
+    throw err;
+  }
+  await Deno.chmod(dir, mode);
+}
+
+/**
+ * link(2) does not follow a symlinked source; the copy opens it refusing symlinks. Across
+ * filesystems only a read-only file may be copied.
+ */
+async function placeFile(source: string, target: string, canCopy: boolean): Promise<void> {
   try {
     await Deno.link(source, target);
     return;
@@ -181,6 +246,19 @@ async function placeFile(source: string, target: string): Promise<void> {
     if (!(err instanceof Deno.errors.NotSupported) && !String(err).includes("os error 18")) {
       throw err;
     }
+  }
+  if (!canCopy) {
+    const [from, to] = await Promise.all([hostMountOf(source), hostMountOf(dirname(target))]);
+    const where = (m: MountInfo | undefined) => m ? `${m.source} on ${m.mountPoint}` : "unknown";
+    throw new JailerError(
+      `Cannot put disk "${source}" in the jail: it is on ${where(from)} and the jail on ${
+        where(to)
+      }; a disk can only be hard-linked into a jail, and a copy would lose the guest's writes`,
+      {
+        code: "failed_precondition",
+        hint: "keep the jailer's chroot base and banger's state directory on one filesystem",
+      },
+    );
   }
   const strict = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
   using from = Fd.openAt(undefined, source, O_RDONLY, strict, "open");
@@ -205,7 +283,7 @@ async function makeDeviceNode(
       `Cannot recreate "${device}" in the jail: its number "${dev}" is unreadable`,
     );
   }
-  await Deno.mkdir(`${chroot}/dev`, { recursive: true, mode: 0o755 });
+  await makeDirs(chroot, `${chroot}/dev`, 0o755);
   const node = `${chroot}/dev/${name}`;
   // SAFETY: the NUL-terminated path is a temporary alive for the synchronous call.
   if (libc().mknod(cString(node), S_IFBLK | 0o600, makeDev(Number(m[1]), Number(m[2]))) < 0) {
@@ -228,18 +306,18 @@ const LAUNCH_SCRIPT = 'umask 077; log=$1; shift; exec "$@" >>"$log" 2>&1';
 
 /**
  * Starts `jailerBin` detached (own session, so neither the helper's nor the daemon's
- * restart reaches it), its output appended to `serialLog`, which is created first and
- * handed to uid:gid so the owner daemon can read the console.
+ * restart reaches it), its output appended to `serialLog` (in the jail directory, which
+ * exists), which is created first and handed to uid:gid so the owner daemon can read the
+ * console.
  *
  * @returns the pid (the jailer's, which becomes Firecracker's).
  */
-export async function spawnJailer(
+export function spawnJailer(
   jailerBin: string,
   args: readonly string[],
   serialLog: string,
   owner: { uid: number; gid: number },
-): Promise<number> {
-  await Deno.mkdir(dirname(serialLog), { recursive: true, mode: 0o711 });
+): number {
   {
     using dir = PinnedDir.open(dirname(serialLog));
     dir.remove(basename(serialLog));

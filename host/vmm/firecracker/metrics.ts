@@ -3,8 +3,9 @@
  * every 60 s and on `FlushMetrics`. Pure.
  *
  * Firecracker's counters are deltas: each line holds what happened since the previous
- * line, so `vm stats` sums lines or divides by the interval; it never reads one line as
- * a running total.
+ * line (a flush resets them), so the block and net counters returned are the sums over
+ * every line — totals since the launch, which starts the file empty — never one line
+ * read as a running total.
  *
  * @module
  */
@@ -26,21 +27,21 @@ export interface NetMetrics {
   txPackets: number;
 }
 
-/** One metrics line, with the block and net groups picked out. */
+/** The block and net totals of a metrics file, and its last line. */
 export interface FirecrackerMetrics {
-  /** `utc_timestamp_ms`: when Firecracker wrote the line. */
+  /** `utc_timestamp_ms` of the last line: when Firecracker last flushed. */
   timestampMs: number;
-  /** By group name: `block` (all drives) and `block_<drive_id>`. */
+  /** Totals by group name: `block` (all drives) and `block_<drive_id>`. */
   block: Record<string, BlockMetrics>;
-  /** By group name: `net` (all interfaces) and `net_<iface_id>`. */
+  /** Totals by group name: `net` (all interfaces) and `net_<iface_id>`. */
   net: Record<string, NetMetrics>;
-  /** The whole line as Firecracker wrote it. */
+  /** The last line as Firecracker wrote it. */
   raw: Record<string, unknown>;
 }
 
 /**
- * Returns the last complete line of a metrics file, parsed; a trailing partial line (a
- * write in progress) is skipped.
+ * Sums the block and net counters of every complete line of a metrics file; a trailing
+ * partial line (a write in progress) is skipped.
  *
  * @returns `undefined` when no complete line parses.
  * @example
@@ -50,13 +51,24 @@ export interface FirecrackerMetrics {
  * ```
  */
 export function parseFirecrackerMetrics(text: string): FirecrackerMetrics | undefined {
-  const lines = text.split("\n");
+  const sums: Record<string, Record<string, number>> = {};
+  let last: Record<string, unknown> | undefined;
   // Only lines followed by a newline are complete.
-  for (let i = lines.length - 2; i >= 0; i--) {
-    const raw = parseObject(lines[i].trim());
-    if (raw && typeof raw.utc_timestamp_ms === "number") return summarize(raw);
+  for (const line of text.split("\n").slice(0, -1)) {
+    const raw = parseObject(line.trim());
+    if (!raw || typeof raw.utc_timestamp_ms !== "number") continue;
+    last = raw;
+    for (const [key, group] of Object.entries(raw)) {
+      if (!isCounterGroup(key) || typeof group !== "object" || group === null) continue;
+      const sum = sums[key] ??= {};
+      for (const [name, n] of Object.entries(group)) sum[name] = (sum[name] ?? 0) + num(n);
+    }
   }
-  return undefined;
+  return last && summarize(last, sums);
+}
+
+function isCounterGroup(key: string): boolean {
+  return key === "block" || key.startsWith("block_") || key === "net" || key.startsWith("net_");
 }
 
 function parseObject(line: string): Record<string, unknown> | undefined {
@@ -71,13 +83,14 @@ function parseObject(line: string): Record<string, unknown> | undefined {
   }
 }
 
-function summarize(raw: Record<string, unknown>): FirecrackerMetrics {
+function summarize(
+  raw: Record<string, unknown>,
+  sums: Record<string, Record<string, number>>,
+): FirecrackerMetrics {
   const block: Record<string, BlockMetrics> = {};
   const net: Record<string, NetMetrics> = {};
-  for (const [key, value] of Object.entries(raw)) {
-    if (typeof value !== "object" || value === null) continue;
-    const group = value as Record<string, unknown>;
-    if (key === "block" || key.startsWith("block_")) {
+  for (const [key, group] of Object.entries(sums)) {
+    if (key.startsWith("block")) {
       block[key] = {
         readBytes: num(group.read_bytes),
         writeBytes: num(group.write_bytes),
@@ -85,7 +98,7 @@ function summarize(raw: Record<string, unknown>): FirecrackerMetrics {
         writeCount: num(group.write_count),
         flushCount: num(group.flush_count),
       };
-    } else if (key === "net" || key.startsWith("net_")) {
+    } else {
       net[key] = {
         rxBytes: num(group.rx_bytes_count),
         txBytes: num(group.tx_bytes_count),

@@ -6,10 +6,11 @@
 import { connectVsock, VsockError } from "../../../host/vmm/vsock.ts";
 import { assertEquals, assertRejects } from "../../fixtures/assert.ts";
 import { call, startFake } from "../../fixtures/fake_firecracker/spawn.ts";
+import { elfExecutable } from "../../fixtures/tiny_elf.ts";
 
 async function vsockVm() {
   const fake = await startFake();
-  await Deno.writeFile(`${fake.dir}/vmlinux`, new Uint8Array(16));
+  await Deno.writeFile(`${fake.dir}/vmlinux`, elfExecutable());
   const uds = `${fake.dir}/vsock.sock`;
   assertEquals(
     (await call(fake.socket, "PUT", "/boot-source", { kernel_image_path: `${fake.dir}/vmlinux` }))

@@ -5,16 +5,16 @@
  */
 
 import { Firecracker } from "../../../../host/vmm/firecracker/firecracker.ts";
-import {
-  firecrackerBootArgs,
-  type FirecrackerVmSpec,
-} from "../../../../host/vmm/firecracker/config.ts";
+import type { FirecrackerVmSpec } from "../../../../host/vmm/firecracker/config.ts";
+import { renderKernelCmdline } from "../../../../host/vmm/kernel_cmdline.ts";
 import { InProcessOps } from "../../../../host/privileged/in_process_ops.ts";
+import { FIRECRACKER_STOP } from "../../../../daemon/vmm/firecracker.ts";
 import { readProcFileIfExists } from "../../../../host/os/procfs.ts";
 import { assert, assertEquals } from "../../../fixtures/assert.ts";
 import { FAKE_FIRECRACKER } from "../../../fixtures/fake_firecracker.ts";
 import { guestArtifacts, guestArtifactsRequirements } from "../../../fixtures/guest_artifacts.ts";
 import { gatedTest, programs } from "../../../fixtures/requires.ts";
+import { call } from "../../../fixtures/fake_firecracker/spawn.ts";
 
 const NEEDS = [...guestArtifactsRequirements(), programs("qemu-system-x86_64", "setpriv", "cp")];
 const QEMU_ENV = { FAKE_FC_MODE: "qemu" };
@@ -40,7 +40,7 @@ async function spec(dir: string, rootDisk: string): Promise<FirecrackerVmSpec> {
     vmDir: dir,
     kernelPath: vmlinux,
     initrdPath: `${dir}/initrd.img`,
-    bootArgs: firecrackerBootArgs(),
+    bootArgs: renderKernelCmdline({ vmm: "firecracker", firecrackerVersion: "1.16.1" }),
     rootDisk,
     vcpuCount: 2,
     memSizeMib: 1024,
@@ -74,27 +74,38 @@ async function waitForSerial(dir: string, pattern: RegExp, timeoutMs: number): P
   throw new Error(`The guest console did not show ${pattern} within ${timeoutMs} ms:\n${tail}`);
 }
 
+/** Launches the fake (QEMU mode) on a copy of the golden image and waits for the login prompt. */
+async function bootRealGuest(dir: string, id: string): Promise<Firecracker> {
+  const { rootfs } = await guestArtifacts();
+  const disk = `${dir}/root.ext4`;
+  const cp = await new Deno.Command("cp", { args: ["--sparse=always", rootfs, disk] }).output();
+  assert(cp.success, "copy the golden image");
+  const vmm = await Firecracker.launch({
+    binary: FAKE_FIRECRACKER,
+    vmDir: dir,
+    id,
+    env: QEMU_ENV,
+    procs,
+  });
+  await vmm.configure(await spec(dir, disk));
+  await vmm.start();
+  await waitForSerial(dir, /login:/, 240_000);
+  return vmm;
+}
+
 gatedTest(
-  "Firecracker boots a real Debian guest (fake in QEMU mode) and stop() ends it with Ctrl+Alt+Del (root, qemu)",
+  "Firecracker boots a real Debian guest (fake in QEMU mode, cmdline as given) and stop() ends it with Ctrl+Alt+Del within the daemon's bound (root, qemu)",
   NEEDS,
   () =>
     withVmDir(async (dir) => {
-      const { rootfs } = await guestArtifacts();
-      const disk = `${dir}/root.ext4`;
-      const cp = await new Deno.Command("cp", { args: ["--sparse=always", rootfs, disk] }).output();
-      assert(cp.success, "copy the golden image");
-      const vmm = await Firecracker.launch({
-        binary: FAKE_FIRECRACKER,
-        vmDir: dir,
-        id: "qemu-e2e",
-        env: QEMU_ENV,
-        procs,
-      });
-      await vmm.configure(await spec(dir, disk));
-      await vmm.start();
-      await waitForSerial(dir, /login:/, 180_000);
-      const result = await vmm.stop({ exitWaitMs: 0, ctrlAltDelWaitMs: 60_000 });
-      assertEquals(result.endedBy, "ctrl-alt-del");
+      const vmm = await bootRealGuest(dir, "qemu-e2e");
+      // The daemon's own bound: a systemd shutdown must fit it (under TCG here, too).
+      const result = await vmm.stop({ exitWaitMs: 0, ...FIRECRACKER_STOP });
+      assertEquals(
+        result.endedBy,
+        "ctrl-alt-del",
+        "the keyboard reached the guest (no i8042.nopnp)",
+      );
       assertEquals(result.exit, { code: 0, signal: null });
       assert((await Deno.readTextFile(`${dir}/serial.log`)).includes("reboot: Restarting system"));
       assertEquals(processesMentioning(`${dir}/initrd.img`), [], "QEMU is gone");
@@ -147,5 +158,42 @@ gatedTest(
         await new Promise((r) => setTimeout(r, 50));
       }
       assertEquals(processesMentioning(`${dir}/initrd.img`), [], "pdeathsig killed QEMU");
+    }),
+);
+
+gatedTest(
+  "fake firecracker (QEMU mode) snapshots a paused real guest through QEMU migration and a fresh process resumes it (root, qemu)",
+  NEEDS,
+  () =>
+    withVmDir(async (dir) => {
+      const first = await bootRealGuest(dir, "qemu-snap");
+      assertEquals((await call(first.apiSocket, "PATCH", "/vm", { state: "Paused" })).status, 204);
+      const created = await call(first.apiSocket, "PUT", "/snapshot/create", {
+        snapshot_path: `${dir}/snap.state`,
+        mem_file_path: `${dir}/snap.mem`,
+      });
+      assertEquals(created.status, 204, created.fault);
+      assert((await Deno.stat(`${dir}/snap.mem`)).size > 1 << 20, "the guest's memory was written");
+      await first.kill("SIGKILL");
+      assert(await first.waitForExit(10_000));
+      await first.cleanup();
+
+      const second = await Firecracker.launch({
+        binary: FAKE_FIRECRACKER,
+        vmDir: dir,
+        id: "qemu-snap",
+        env: QEMU_ENV,
+        procs,
+      });
+      const loaded = await call(second.apiSocket, "PUT", "/snapshot/load", {
+        snapshot_path: `${dir}/snap.state`,
+        mem_backend: { backend_type: "File", backend_path: `${dir}/snap.mem` },
+        resume_vm: true,
+      });
+      assertEquals(loaded.status, 204, loaded.fault);
+      // The restored guest is the running system it was: it answers Ctrl+Alt+Del at once.
+      const result = await second.stop({ exitWaitMs: 0, ctrlAltDelWaitMs: 60_000 });
+      assertEquals(result.endedBy, "ctrl-alt-del");
+      assert((await Deno.readTextFile(`${dir}/serial.log`)).includes("reboot: Restarting system"));
     }),
 );

@@ -8,10 +8,8 @@ import {
   type FirecrackerLaunchOptions,
 } from "../../../../host/vmm/firecracker/firecracker.ts";
 import { FirecrackerError } from "../../../../host/vmm/firecracker/api.ts";
-import {
-  firecrackerBootArgs,
-  type FirecrackerVmSpec,
-} from "../../../../host/vmm/firecracker/config.ts";
+import type { FirecrackerVmSpec } from "../../../../host/vmm/firecracker/config.ts";
+import { renderKernelCmdline } from "../../../../host/vmm/kernel_cmdline.ts";
 import { InProcessOps } from "../../../../host/privileged/in_process_ops.ts";
 import { readProcFile } from "../../../../host/os/procfs.ts";
 import {
@@ -21,6 +19,7 @@ import {
   assertStringIncludes,
 } from "../../../fixtures/assert.ts";
 import { FAKE_FIRECRACKER } from "../../../fixtures/fake_firecracker.ts";
+import { elfExecutable } from "../../../fixtures/tiny_elf.ts";
 
 /** `/proc` reads and signals for adopted VMMs: in-process, with the VM dirs under /tmp. */
 const procs = new InProcessOps({ stateDir: "/tmp", cacheDir: "/tmp", runtimeDir: "/tmp" });
@@ -50,13 +49,13 @@ class TestVm implements AsyncDisposable {
   }
 
   async spec(): Promise<FirecrackerVmSpec> {
-    await Deno.writeFile(`${this.dir}/vmlinux`, new Uint8Array(16));
+    await Deno.writeFile(`${this.dir}/vmlinux`, elfExecutable());
     await Deno.writeFile(`${this.dir}/root.ext4`, new Uint8Array(4096));
     await Deno.writeFile(`${this.dir}/work.ext4`, new Uint8Array(4096));
     return {
       vmDir: this.dir,
       kernelPath: `${this.dir}/vmlinux`,
-      bootArgs: firecrackerBootArgs(),
+      bootArgs: renderKernelCmdline({ vmm: "firecracker", firecrackerVersion: "1.16.1" }),
       rootDisk: `${this.dir}/root.ext4`,
       workDisk: `${this.dir}/work.ext4`,
       vcpuCount: 2,
@@ -91,6 +90,24 @@ Deno.test("Firecracker.launch() → configure() → start() boots; stop() ends i
     "reboot: Restarting system",
   );
   assertStringIncludes(await Deno.readTextFile(`${vm.dir}/vmm.log`), 'Put request on "/actions"');
+});
+
+Deno.test("Firecracker boots on every supported release: 1.8 and 1.13 open log and metrics without creating them", async (t) => {
+  for (const version of ["1.8.0", "1.13.0", "1.14.0", "1.16.1"]) {
+    await t.step(version, async () => {
+      await using vm = await TestVm.create();
+      const vmm = await vm.launch({ FAKE_FC_VERSION: version });
+      const spec = await vm.spec();
+      spec.bootArgs = renderKernelCmdline({ vmm: "firecracker", firecrackerVersion: version });
+      await vmm.configure(spec);
+      await vmm.start();
+      const cmdline = /Command line: (.*)/.exec(await Deno.readTextFile(`${vm.dir}/serial.log`))
+        ?.[1] ?? "";
+      assertEquals(cmdline.split(" ").filter((a) => a === "pci=off").length, 1, cmdline);
+      assertEquals(cmdline.includes("i8042.nopnp"), false, "keyboard PnP stays on");
+      assertStringIncludes(await Deno.readTextFile(`${vm.dir}/vmm.log`), "InstanceStart");
+    });
+  }
 });
 
 Deno.test("Firecracker.stop() reports 'exit' when the guest already rebooted on its own", async () => {

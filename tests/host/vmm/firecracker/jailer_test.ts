@@ -1,3 +1,4 @@
+import process from "node:process";
 import {
   jailPaths,
   makeDev,
@@ -5,7 +6,7 @@ import {
   renderJailerArgs,
 } from "../../../../host/vmm/firecracker/jailer.ts";
 import { JailerError } from "../../../../host/vmm/firecracker/jailer.ts";
-import { assert, assertEquals, assertThrows } from "../../../fixtures/assert.ts";
+import { assertEquals, assertThrows } from "../../../fixtures/assert.ts";
 import { gatedTest, root } from "../../../fixtures/requires.ts";
 
 const SPEC = {
@@ -59,11 +60,12 @@ Deno.test("renderJailerArgs() refuses injected text and bad values", async (t) =
   }
 });
 
-Deno.test("jailPaths() follows the jailer's <base>/<exec name>/<id>/root layout", () => {
-  assertEquals(jailPaths("/srv/jailer", "/usr/bin/firecracker", "vm-1"), {
-    jailDir: "/srv/jailer/firecracker/vm-1",
-    chrootDir: "/srv/jailer/firecracker/vm-1/root",
-    serialLog: "/srv/jailer/firecracker/vm-1/serial.log",
+Deno.test("jailPaths() follows the jailer's <base>/<exec name>/<id>/root layout and pid file", () => {
+  assertEquals(jailPaths("/srv/jailer", "/opt/fc/firecracker-v1.16.1-x86_64", "vm-1"), {
+    jailDir: "/srv/jailer/firecracker-v1.16.1-x86_64/vm-1",
+    chrootDir: "/srv/jailer/firecracker-v1.16.1-x86_64/vm-1/root",
+    serialLog: "/srv/jailer/firecracker-v1.16.1-x86_64/vm-1/serial.log",
+    pidFile: "/srv/jailer/firecracker-v1.16.1-x86_64/vm-1/root/firecracker-v1.16.1-x86_64.pid",
   });
 });
 
@@ -75,17 +77,20 @@ Deno.test("makeDev() matches glibc makedev for small and large numbers", () => {
 });
 
 gatedTest(
-  "prepareJailChroot() hard-links files at their own paths and hands the VM dir to the uid (root)",
+  "prepareJailChroot() hard-links files at their own paths, gives every directory its mode under umask 077, and hands the VM dir to the uid (root)",
   [root()],
   async () => {
     const base = await Deno.makeTempDir({ prefix: "bgj-" });
+    const umask = process.umask(0o077);
     try {
       const vmDir = `${base}/state/vms/vm-1`;
       await Deno.mkdir(vmDir, { recursive: true });
       await Deno.writeTextFile(`${base}/state/vmlinux`, "kernel");
       await Deno.writeTextFile(`${vmDir}/root.ext4`, "root");
+      await Deno.mkdir(`${base}/jail`, { mode: 0o711 });
       const chrootDir = `${base}/jail/firecracker/vm-1/root`;
       await prepareJailChroot({
+        chrootBaseDir: `${base}/jail`,
         chrootDir,
         vmDir,
         files: [`${base}/state/vmlinux`, `${vmDir}/root.ext4`],
@@ -100,8 +105,25 @@ gatedTest(
       assertEquals([inner.uid, inner.gid, (inner.mode ?? 0) & 0o777], [65534, 65534, 0o700]);
       const parent = await Deno.stat(`${chrootDir}${base}/state`);
       assertEquals(parent.uid, 0, "directories above the VM dir stay root's");
-      assert(((parent.mode ?? 0) & 0o022) === 0);
+      assertEquals((parent.mode ?? 0) & 0o777, 0o755, "traversable by Firecracker's uid");
+      assertEquals(((await Deno.stat(chrootDir)).mode ?? 0) & 0o777, 0o755);
+      for (const outer of [`${base}/jail/firecracker`, `${base}/jail/firecracker/vm-1`]) {
+        assertEquals(
+          ((await Deno.stat(outer)).mode ?? 0) & 0o777,
+          0o711,
+          `${outer} lets the owner through`,
+        );
+      }
+      for (const name of ["vmm.log", "metrics.json"]) {
+        const st = await Deno.stat(`${chrootDir}${vmDir}/${name}`);
+        assertEquals(
+          [st.size, st.uid, (st.mode ?? 0) & 0o777],
+          [0, 65534, 0o600],
+          `${name} exists for FC < 1.14`,
+        );
+      }
     } finally {
+      process.umask(umask);
       await Deno.remove(base, { recursive: true });
     }
   },

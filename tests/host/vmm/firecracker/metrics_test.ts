@@ -12,24 +12,24 @@ const line = (ts: number, readBytes: number) =>
     vmm: { panic_count: 0 },
   });
 
-Deno.test("parseFirecrackerMetrics() reads the last complete line", () => {
+Deno.test("parseFirecrackerMetrics() sums the counters of every line (each is a delta since the last flush)", () => {
   const m = parseFirecrackerMetrics(`${line(1, 100)}\n${line(2, 200)}\n`);
   assertEquals(m?.timestampMs, 2);
   assertEquals(m?.block.block, {
-    readBytes: 200,
-    writeBytes: 1,
-    readCount: 2,
-    writeCount: 3,
-    flushCount: 4,
+    readBytes: 300,
+    writeBytes: 2,
+    readCount: 4,
+    writeCount: 6,
+    flushCount: 8,
   });
   assertEquals(m?.block.block_rootfs, {
-    readBytes: 200,
+    readBytes: 300,
     writeBytes: 0,
     readCount: 0,
     writeCount: 0,
     flushCount: 0,
   });
-  assertEquals(m?.net.net_eth0, { rxBytes: 10, txBytes: 20, rxPackets: 1, txPackets: 2 });
+  assertEquals(m?.net.net_eth0, { rxBytes: 20, txBytes: 40, rxPackets: 2, txPackets: 4 });
   assertEquals((m?.raw.vmm as { panic_count: number }).panic_count, 0);
 });
 
