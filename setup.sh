@@ -5,7 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(
   ca-certificates git iproute2 nftables e2fsprogs openssh-client
-  qemu-system-x86 busybox-static lz4 zstd xz-utils kmod debootstrap
+  qemu-system-x86 busybox-static lz4 zstd xz-utils kmod debootstrap cpio
   docker-registry skopeo umoci socat procps dnsutils xfsprogs
 )
 apt-get update -qq

@@ -47,7 +47,23 @@ export async function main(): Promise<void> {
     row("banger daemon status, p50", ms(median(status)));
     row("banger daemon status, p95", ms(percentile(status, 95)));
     row("ratio p50 (goal ≤ 1.5×)", `${(median(status) / median(baseline)).toFixed(2)}×`);
-    row("daemon idle RSS (goal ≤ 80 MiB)", `${(rssKib(pid) / 1024).toFixed(1)} MiB`);
+    // Baseline from the same run: an idle deno process doing nothing but waiting.
+    const idle = `${home}/idle.ts`;
+    await Deno.writeTextFile(idle, "setInterval(() => {}, 1000);\n");
+    const bare = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-q", idle],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await new Promise((r) => setTimeout(r, 1000));
+    const bareKib = rssKib(bare.pid);
+    bare.kill("SIGKILL");
+    await bare.status;
+    const daemonKib = rssKib(pid);
+    row("idle bare deno RSS", `${(bareKib / 1024).toFixed(1)} MiB`);
+    row("daemon idle RSS (goal ≤ 80 MiB)", `${(daemonKib / 1024).toFixed(1)} MiB`);
+    row("ratio daemon / bare deno RSS", `${(daemonKib / bareKib).toFixed(2)}×`);
   } finally {
     await runQuiet([...banger, "daemon", "stop", "--force"], env).catch(() => {});
     await Deno.remove(home, { recursive: true });

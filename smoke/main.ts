@@ -26,7 +26,7 @@ export const SCENARIOS: Scenario[] = [...VM_SCENARIOS, ...HOST_SCENARIOS, ...WOR
 
 interface Outcome {
   name: string;
-  status: "passed" | "failed" | "skipped";
+  status: "passed" | "failed";
   ms: number;
   reason?: string;
   logFile?: string;
@@ -62,15 +62,22 @@ async function main(): Promise<number> {
   const unknown = (opts.only ?? []).filter((n) => !SCENARIOS.some((s) => s.name === n));
   if (unknown.length) throw new Error(`Unknown scenario(s): ${unknown.join(", ")} (see --list)`);
   const chosen = SCENARIOS.filter((s) => !opts.only || opts.only.includes(s.name));
+  // Everything smoke needs exists on the machine it runs on (./setup.sh installs it): a
+  // missing piece is a failed run with the fix, never a green run that tested nothing.
   const missing = [
     ...guestArtifactsRequirements(),
     programs("qemu-system-x86_64", "ip", "nft", "dig", "git", "ssh"),
   ]
     .map((r) => r.missing).filter((m): m is string => !!m);
   if (missing.length) {
-    for (const s of chosen) console.log(`SKIP ${s.name}: ${missing.join("; ")}`);
-    console.log(`0 passed, 0 failed, ${chosen.length} skipped (${missing.join("; ")})`);
-    return 0;
+    for (const m of missing) console.log(`MISSING ${m}`);
+    console.log(
+      `0 passed, 0 failed, ${chosen.length} skipped: smoke cannot run here (${
+        missing.join("; ")
+      })` +
+        "; run ./setup.sh as root, which installs everything smoke needs",
+    );
+    return 1;
   }
   const logDir = await Deno.makeTempDir({ prefix: "banger-smoke-" });
   const envs = new Map<SmokeVmm, SmokeEnv>();
@@ -135,8 +142,10 @@ async function main(): Promise<number> {
   }
   const passed = outcomes.filter((o) => o.status === "passed").length;
   const failed = outcomes.filter((o) => o.status === "failed");
+  // A scenario that never reported (an interrupted run) counts as skipped.
+  const skipped = chosen.length - passed - failed.length;
   console.log(
-    `\n${passed} passed, ${failed.length} failed (${
+    `\n${passed} passed, ${failed.length} failed, ${skipped} skipped (${
       ((performance.now() - started) / 1000).toFixed(0)
     }s)`,
   );
@@ -144,7 +153,8 @@ async function main(): Promise<number> {
   // Deleting every VM and stopping the daemon must leave no process, loop device or tap.
   for (const l of leftovers) console.log(`LEAK ${l}`);
   if (!failed.length) await Deno.remove(logDir, { recursive: true }).catch(() => {});
-  return failed.length || leftovers.length ? 1 : 0;
+  if (passed === 0) console.log("FAIL no scenario ran");
+  return failed.length || leftovers.length || skipped || passed === 0 ? 1 : 0;
 }
 
 let counter = 0;

@@ -57,3 +57,20 @@ export function expectCode(r: RunResult, code: number, what: string): void {
 export function json<T = Record<string, unknown>>(r: RunResult): T {
   return JSON.parse(r.stdout) as T;
 }
+
+/**
+ * What still holds VM `id`'s disks: processes with one of its files open and loop devices
+ * backed by them. With device-mapper a root disk is a loop; without, it is a file the
+ * VMM opens, so both are looked at (a bare `losetup -a` is empty without dm).
+ */
+export async function diskHolders(c: ScenarioContext, id: string): Promise<string[]> {
+  const vmDir = `${c.env.home}/state/vms/${id}`;
+  const r = await c.env.exec([
+    "sh",
+    "-c",
+    `for f in /proc/[0-9]*/fd/*; do t=$(readlink "$f" 2>/dev/null) && ` +
+    `case "$t" in "${vmDir}"/*) echo "$f -> $t";; esac; done; ` +
+    `losetup -a | grep -F "${vmDir}/" || true`,
+  ]);
+  return r.stdout.split("\n").filter((l) => l.trim() !== "");
+}

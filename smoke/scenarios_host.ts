@@ -6,7 +6,7 @@
  */
 
 import { assert, assertEquals, assertStringIncludes } from "../tests/fixtures/assert.ts";
-import { expectOk, json, type Scenario } from "./scenario.ts";
+import { diskHolders, expectOk, json, type Scenario } from "./scenario.ts";
 
 interface VmJson {
   id: string;
@@ -20,19 +20,25 @@ interface VmJson {
 export const HOST_SCENARIOS: Scenario[] = [
   {
     name: "nat",
-    description: "--nat installs the VM's masquerade rule; a VM without it has none",
+    description: "--nat installs the VM's masquerade rule; a running VM without it has none",
     class: "pure",
     async run(c) {
       const withNat = json<VmJson>(
         await c.ok(["vm", "create", "--name", c.vmName("nat"), "--nat", "--json"]),
       );
       const without = json<VmJson>(
-        await c.ok(["vm", "create", "--name", c.vmName("nonat"), "--no-start", "--json"]),
+        await c.ok(["vm", "create", "--name", c.vmName("nonat"), "--json"]),
       );
+      assertEquals(without.status, "running", "the VM without NAT runs too");
       const rules = (await c.env.exec(["nft", "-j", "list", "table", "ip", "banger"])).stdout;
-      assertStringIncludes(rules, `banger-vm:${withNat.id}`);
-      assert(!rules.includes(`banger-vm:${without.id}`), "no rule for the VM without --nat");
-      assertStringIncludes(rules, withNat.guest_ip);
+      const mine = natRules(rules, withNat.id);
+      assertEquals(mine.length > 0, true, `a rule for the VM with --nat: ${rules}`);
+      assert(
+        mine.some((r) => JSON.stringify(r).includes('"masquerade"')),
+        `the VM's rule masquerades: ${JSON.stringify(mine)}`,
+      );
+      assertStringIncludes(JSON.stringify(mine), withNat.guest_ip);
+      assertEquals(natRules(rules, without.id), [], "no rule for the running VM without --nat");
       await c.ok(["vm", "delete", withNat.name, without.name]);
       const after = (await c.env.exec(["nft", "-j", "list", "table", "ip", "banger"])).stdout;
       assert(!after.includes(`banger-vm:${withNat.id}`), "delete removed the rule");
@@ -125,13 +131,19 @@ export const HOST_SCENARIOS: Scenario[] = [
   },
   {
     name: "daemon_restart",
-    description: "a daemon restart keeps a running VM running and reachable",
+    description: "a daemon restart (a new daemon process) keeps a running VM running and reachable",
     class: "global",
     async run(c) {
       const name = c.vmName("dr");
       const vm = json<VmJson>(await c.ok(["vm", "create", "--name", name, "--json"]));
+      const pidFile = `${c.env.home}/run/daemon.pid`;
+      const before = (await Deno.readTextFile(pidFile)).trim();
       await c.ok(["daemon", "stop"]);
       await c.ok(["daemon", "start"]);
+      const after0 = (await Deno.readTextFile(pidFile)).trim();
+      assert(after0 !== before, `the daemon restarted (pid ${before} → ${after0})`);
+      const gone = await c.env.exec(["sh", "-c", `kill -0 ${before} 2>/dev/null && echo alive`]);
+      assertEquals(gone.stdout.trim(), "", "the old daemon exited");
       const after = json<VmJson>(await c.ok(["vm", "show", name, "--json"]));
       assertEquals([after.status, after.pid], ["running", vm.pid]);
       assertEquals(
@@ -143,7 +155,8 @@ export const HOST_SCENARIOS: Scenario[] = [
   },
   {
     name: "daemon_kill9",
-    description: "kill -9 of the daemon mid-create, then restart, leaves no leaks",
+    description:
+      "kill -9 of the daemon mid-create, then restart, leaves no VMM, open disk, loop, tap or NAT rule",
     class: "global",
     async run(c) {
       const name = c.vmName("k9");
@@ -169,6 +182,22 @@ export const HOST_SCENARIOS: Scenario[] = [
       assertEquals(vmms.stdout.trim(), "", "no VMM left");
       const loops = await c.env.exec(["sh", "-c", `losetup -a | grep -c ${c.env.home} || true`]);
       assertEquals(loops.stdout.trim(), "0", "no loop device left");
+      assertEquals(await diskHolders(c, shown.id), [], "nothing holds the VM's disks");
+      const taps = await c.env.exec(["ip", "-j", "link", "show", "type", "tun"]);
+      const tapNames = (JSON.parse(taps.stdout || "[]") as { ifname: string }[]).map((t) =>
+        t.ifname
+      );
+      // No VM is left, so every tap is one of the pool's idle ones (tap_pool_size = 2).
+      assert(tapNames.length <= 2, `taps beyond the idle pool are left: ${tapNames.join(", ")}`);
+      const rules = (await c.env.exec(["nft", "-j", "list", "table", "ip", "banger"])).stdout;
+      assertEquals(natRules(rules, shown.id), [], "no NAT rule left for the VM");
     },
   },
 ];
+
+/** The rules of nft's JSON listing whose comment names VM `id`. */
+function natRules(nftJson: string, id: string): unknown[] {
+  if (!nftJson.trim()) return [];
+  const doc = JSON.parse(nftJson) as { nftables: { rule?: { comment?: string } }[] };
+  return doc.nftables.filter((e) => e.rule?.comment?.includes(`banger-vm:${id}`));
+}

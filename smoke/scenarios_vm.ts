@@ -7,9 +7,10 @@
 
 import { assert, assertEquals, assertStringIncludes } from "../tests/fixtures/assert.ts";
 import { SMOKE_IMAGE_FRESH } from "./artifacts.ts";
-import { expectCode, expectOk, json, type Scenario } from "./scenario.ts";
+import { diskHolders, expectCode, expectOk, json, type Scenario } from "./scenario.ts";
 
 interface VmJson {
+  id: string;
   name: string;
   status: string;
   pid?: number;
@@ -69,16 +70,33 @@ export const VM_SCENARIOS: Scenario[] = [
   },
   {
     name: "invalid_spec",
-    description: "--vcpu 0, a bad name and a bad size are rejected and leave no row",
+    description:
+      "--vcpu 0, a bad name and a bad size are rejected and leave no row, named or auto-named",
     class: "pure",
     async run(c) {
-      for (const args of [["--vcpu", "0"], ["--name", "Bad_Name"], ["--disk-size", "4XB"]]) {
+      // Every other scenario names its VMs s-…: an auto-named row can only come from here.
+      const autoNamed = async () =>
+        json<VmJson[]>(await c.banger(["vm", "list", "--json"])).filter((v) =>
+          !v.name.startsWith("s-")
+        );
+      const before = (await autoNamed()).map((v) => v.id);
+      const named = c.vmName("inv");
+      const cases = [
+        ["--vcpu", "0"],
+        ["--disk-size", "4XB"],
+        ["--name", "Bad_Name"],
+        ["--name", named, "--vcpu", "0"],
+        ["--name", named, "--memory", "1"],
+      ];
+      for (const args of cases) {
         const r = await c.banger(["vm", "create", ...args]);
         expectCode(r, 1, `vm create ${args.join(" ")}`);
         assertStringIncludes(r.stderr, "error: ");
       }
       const list = json<VmJson[]>(await c.banger(["vm", "list", "--json"]));
-      assert(!list.some((v) => v.name === "Bad_Name" || v.status === "error"), "no row left");
+      assert(!list.some((v) => v.name === "Bad_Name" || v.name === named), "no named row left");
+      const leaked = (await autoNamed()).filter((v) => !before.includes(v.id));
+      assertEquals(leaked.map((v) => `${v.name} (${v.status})`), [], "no auto-named row left");
     },
   },
   {
@@ -141,8 +159,7 @@ export const VM_SCENARIOS: Scenario[] = [
         `kill -0 ${created.pid} 2>/dev/null && echo alive || echo gone`,
       ]);
       assertEquals(ps.stdout.trim(), "gone");
-      const loops = await c.env.exec(["sh", "-c", `losetup -a | grep -c ${c.env.home} || true`]);
-      assertEquals(loops.stdout.trim(), "0", "no loop device holds its disks");
+      assertEquals(await diskHolders(c, created.id), [], "nothing holds its disks");
       await c.ok(["vm", "delete", name]);
     },
   },

@@ -193,6 +193,17 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
       const listing = await guest(c, name, "ls", "-a");
       assertStringIncludes(listing, "untracked.txt");
       assertStringIncludes(listing, ".git");
+      // The history itself: the guest's log is the host's, commit for commit.
+      const hostLog = (await new Deno.Command("git", {
+        args: ["-C", c.repo, "log", "--format=%H %s"],
+        stdout: "piped",
+      }).output()).stdout;
+      assertEquals(
+        await guest(c, name, "git", "log", "--format=%H %s"),
+        new TextDecoder().decode(hostLog).trim(),
+        "the guest has the repository's history",
+      );
+      assertEquals(await guest(c, name, "git", "status", "--porcelain", "--", "README.md"), "");
       const shown = json<{ workspace?: { mode: string } }>(
         await c.ok(["vm", "show", name, "--json"]),
       );

@@ -227,7 +227,10 @@ export class RegistryAuth {
   ): Promise<void> {
     const challenge = parseChallenge(header);
     if (challenge?.scheme === "basic") {
-      if (!this.#options.credentials || this.#basic) throw this.#denied("credentials rejected");
+      if (!this.#options.credentials) {
+        throw this.#denied("it asks for a username and password, and none are configured");
+      }
+      if (this.#basic) throw this.#denied("it rejected the configured username and password");
       this.#basic = true;
       return;
     }

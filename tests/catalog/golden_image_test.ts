@@ -1,7 +1,5 @@
 import {
-  buildGoldenImage,
   GOLDEN_IMAGE_NAME,
-  GoldenImageError,
   goldenImageRecipe,
   imageManifestSchema,
 } from "../../catalog/golden_image.ts";
@@ -13,11 +11,11 @@ import {
   assertEquals,
   assertMatch,
   assertNotEquals,
-  assertRejects,
   assertStringIncludes,
 } from "../fixtures/assert.ts";
 import { guestArtifacts, guestArtifactsRequirements } from "../fixtures/guest_artifacts.ts";
-import { gatedTest, isRoot, programs } from "../fixtures/requires.ts";
+import { gatedTest, programs, root } from "../fixtures/requires.ts";
+import { asOwner, ownerDenoDir } from "../fixtures/system_root.ts";
 
 async function debugfs(image: string, command: string): Promise<string> {
   const out = await new Deno.Command("debugfs", {
@@ -107,18 +105,28 @@ gatedTest(
   },
 );
 
-gatedTest("buildGoldenImage() refuses to run without root", [{
-  missing: isRoot ? "runs as root here" : undefined,
-}], async () => {
-  const err = await assertRejects(
-    () =>
-      buildGoldenImage({
-        outDir: "/nonexistent/out",
-        workDir: "/nonexistent/work",
-        kernelRef: "k",
-      }),
-    GoldenImageError,
-    "debootstrap needs root",
-  );
-  assertEquals(err.code, "permission_denied");
-});
+gatedTest(
+  "buildGoldenImage() refuses to run without root (run as uid 65534 through setpriv)",
+  [root(), programs("setpriv")],
+  async () => {
+    await using denoDir = await ownerDenoDir();
+    const module = new URL("../../catalog/golden_image.ts", import.meta.url).href;
+    const script = `
+      const { buildGoldenImage } = await import(${JSON.stringify(module)});
+      try {
+        await buildGoldenImage({ outDir: "/nonexistent/out", workDir: "/nonexistent/work", kernelRef: "k" });
+        console.log("built");
+      } catch (err) {
+        console.log(JSON.stringify({ code: err.code, message: err.message }));
+      }`;
+    const [program, ...args] = asOwner([Deno.execPath(), "eval", script], {
+      DENO_DIR: denoDir.path,
+      HOME: "/nonexistent",
+    });
+    const out = await new Deno.Command(program, { args, stdin: "null" }).output();
+    const text = new TextDecoder().decode(out.stdout).trim();
+    const result = JSON.parse(text.split("\n").at(-1) ?? "{}");
+    assertEquals(result.code, "permission_denied", text);
+    assertStringIncludes(result.message, "debootstrap needs root");
+  },
+);

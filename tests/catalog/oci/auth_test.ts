@@ -131,7 +131,7 @@ Deno.test("RegistryAuth.answer() refuses challenges it cannot meet, with permiss
   const auth = () => new RegistryAuth("registry.example.com");
   for (
     const [name, header, why] of [
-      ["Basic without credentials", 'Basic realm="r"', "credentials rejected"],
+      ["Basic without credentials", 'Basic realm="r"', "none are configured"],
       ["an unknown scheme", "Negotiate abc", "unsupported authentication challenge"],
       ["no header", null, "unsupported authentication challenge"],
       [

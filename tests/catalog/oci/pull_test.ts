@@ -1,4 +1,9 @@
-import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "../../fixtures/assert.ts";
 import { gatedTest, programs, root } from "../../fixtures/requires.ts";
 import { proxyTo, startHttpServer } from "../../fixtures/http_server.ts";
 import {
@@ -120,6 +125,40 @@ async function checkFlattened(result: PullResult, dest: string): Promise<void> {
   assertEquals(result.layers.length, 3);
   assertEquals(result.contentBytes, "hello\n#!/bin/sh\npnew".length);
 }
+
+gatedTest(
+  "pullImage() from a real registry with htpasswd auth: Basic credentials from the credentials file, and a clear refusal without them",
+  [root(), TOOLS],
+  async () => {
+    await using s = await scratch();
+    const user = { user: "alice", password: "s3cret-pw" };
+    await using registry = await startRegistry({ htpasswd: user });
+    const layout = await buildUmociImage(s.dir);
+    await pushLayout(`${layout}:latest`, `${registry.host}/private/img:latest`, {
+      creds: `${user.user}:${user.password}`,
+    });
+    const ref = `${registry.host}/private/img:latest`;
+    const refused = await assertRejects(
+      () => pullImage({ ref, destDir: `${s.dir}/none`, cache: s.cache }),
+      OciError,
+    );
+    assertEquals(refused.code, "permission_denied");
+    assertStringIncludes(
+      refused.message,
+      "asks for a username and password, and none are configured",
+    );
+    const creds = `${s.dir}/config.json`;
+    await Deno.writeTextFile(
+      creds,
+      JSON.stringify({
+        auths: { [registry.host]: { auth: btoa(`${user.user}:${user.password}`) } },
+      }),
+    );
+    const dest = await s.dest();
+    const result = await pullImage({ ref, destDir: dest, cache: s.cache, credentialsFile: creds });
+    await checkFlattened(result, dest);
+  },
+);
 
 gatedTest(
   "pullImage() flattens a umoci image from a real registry with exact owners, modes and whiteouts",

@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { assert, assertEquals, assertRejects, within } from "../../fixtures/assert.ts";
 import { leftovers, vmHarness } from "../../fixtures/vm_harness.ts";
 import { programs, root } from "../../fixtures/requires.ts";
 import { gatedTest } from "../../fixtures/requires.ts";
@@ -28,7 +28,7 @@ gatedTest(
     assertEquals(stopped.vm?.status, "stopped", String(stopped.error));
     assertEquals(h.services.net.dns.lookup("dev"), undefined);
     let left = await leftovers(h);
-    assertEquals([left.loops, left.taps, left.vmms], [[], [], []], "a stopped VM holds nothing");
+    assertEquals([left.disks, left.taps, left.vmms], [[], [], []], "a stopped VM holds nothing");
 
     const [started] = await vms.start(["dev"], h.ctx());
     assertEquals(started.vm?.status, "running", String(started.error));
@@ -36,7 +36,7 @@ gatedTest(
     assert(deleted.vm && !deleted.error, String(deleted.error));
     assertEquals(vms.list(), []);
     left = await leftovers(h);
-    assertEquals([left.loops, left.taps, left.nat, left.vmms], [[], [], [], []]);
+    assertEquals([left.disks, left.taps, left.nat, left.vmms], [[], [], [], []]);
     await Deno.stat(vm.runtime.vmDir).then(() => assert(false, "vm dir kept"), () => {});
   },
 );
@@ -72,7 +72,7 @@ gatedTest(
           [undefined, undefined, undefined, undefined],
         );
         const left = await leftovers(h);
-        assertEquals(left, { loops: [], taps: [], nat: [], vmms: [] });
+        assertEquals(left, { disks: [], taps: [], nat: [], vmms: [] });
         assertEquals(h.services.net.dns.lookup(name), undefined);
         const files = [...Deno.readDirSync(vm.runtime.vmDir)].map((e) => e.name).filter((n) =>
           n.startsWith(".") || n.includes(".tmp")
@@ -110,9 +110,12 @@ gatedTest(
     ];
     // Both boots are in flight at once; with a serialising lock the second would never
     // reach its boot step while the first is held here.
-    await bothAtBoot.promise;
-    release.resolve();
-    const [a, b] = await Promise.all(creates);
+    try {
+      await within(bothAtBoot.promise, 30_000, "both creates at their boot step at once");
+    } finally {
+      release.resolve(); // a failed wait must not leave the boots stuck for the teardown
+    }
+    const [a, b] = await within(Promise.all(creates), 60_000, "both creates");
     assertEquals([a.status, b.status], ["running", "running"]);
     assert(a.guestIp !== b.guestIp && a.vsockCid !== b.vsockCid, "distinct addresses and CIDs");
   },

@@ -9,6 +9,7 @@ import {
   assertEquals,
   assertRejects,
   assertStringIncludes,
+  within,
 } from "../../fixtures/assert.ts";
 import { BlockingShell, LocalShell } from "../../fixtures/guest_shell.ts";
 import { gatedTest, programs, root } from "../../fixtures/requires.ts";
@@ -76,17 +77,17 @@ gatedTest(
     await using h = await vmHarness();
     await using repo = await tempRepo();
     const vm = await h.services.vms.create({ name: "stall" }, h.ctx());
-    const shell = new BlockingShell();
+    using shell = new BlockingShell();
     const ws = service(h, shell);
     const preparing = ws.prepare({ ref: "stall", hostPath: repo.dir, mode: "full_copy" }, h.ctx());
-    await shell.entered(1);
+    await within(shell.entered(1), 60_000, "the first prepare in guest I/O");
     assert(ws.workspaceLocks.isLocked(vm.id), "the import holds the workspace lock");
     assert(!h.services.vms.vmLocks.isLocked(vm.id), "…and not the VM lock");
     // With the import stalled at the seam, stop takes the VM lock and finishes.
     const [stopped] = await h.services.vms.stop(["stall"], h.ctx());
     assertEquals(stopped.vm?.status, "stopped", String(stopped.error));
     shell.release();
-    const result = await preparing;
+    const result = await within(preparing, 60_000, "the released prepare");
     assertEquals(result.base_commit, "f".repeat(40));
     const row = h.services.vms.find("stall");
     assertEquals([row.status, row.workspace?.guestPath], ["stopped", "/root/repo"]);
@@ -100,19 +101,23 @@ gatedTest(
     await using h = await vmHarness();
     await using repo = await tempRepo();
     await h.services.vms.create({ name: "busy" }, h.ctx());
-    const shell = new BlockingShell();
+    using shell = new BlockingShell();
     const ws = service(h, shell);
     const req = { ref: "busy", hostPath: repo.dir, mode: "full_copy" as const };
     const first = ws.prepare(req, h.ctx());
-    await shell.entered(1);
+    await within(shell.entered(1), 60_000, "the first prepare in guest I/O");
     const watch = watchedCtx(h);
     const others = [ws.prepare(req, watch.ctx), ws.prepare(req, watch.ctx)];
     // Both plan, then queue on the workspace lock behind the stalled first one; without
     // the lock, a second would reach the seam instead (and fail the count below).
-    await Promise.race([watch.stage("workspace_wait", 2), shell.entered(2)]);
+    await within(
+      Promise.race([watch.stage("workspace_wait", 2), shell.entered(2)]),
+      60_000,
+      "two more prepares queued (or one in guest I/O)",
+    );
     assertEquals(shell.active, 1, "only the first prepare is in guest I/O");
     shell.release();
-    await Promise.all([first, ...others]);
+    await within(Promise.all([first, ...others]), 60_000, "all three prepares");
     assertEquals(shell.maxActive, 1, "never two guest commands at once");
     assertEquals(shell.started, 9, "three prepares of three guest steps each");
   },
@@ -162,7 +167,7 @@ gatedTest(
     await using h = await vmHarness();
     await using repo = await tempRepo();
     await h.services.vms.create({ name: "runner" }, h.ctx());
-    const shell = new BlockingShell();
+    using shell = new BlockingShell();
     shell.release();
     const ws = service(h, shell);
     const plain = await ws.exec({ ref: "runner", command: ["sh", "-c", "exit 42"] }, h.ctx());

@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
 import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { Netns } from "../../fixtures/netns.ts";
 import { BangerError } from "../../../host/errors.ts";
 import { InProcessOps } from "../../../host/privileged/in_process_ops.ts";
 import { attachLoop, detachLoop, listLoops, loopBackingFile } from "../../../host/disk/loop.ts";
@@ -57,54 +58,77 @@ Deno.test("parseOpArgs() names the method and field it refuses", () => {
   assert(err.message.startsWith('Cannot run deleteTap: "name" must be a tap name'), err.message);
 });
 
-Deno.test("InProcessOps refuses bad interface names, addresses and ids before touching anything", async (t) => {
-  await withOps(async ({ ops }) => {
-    const cases: [string, () => Promise<unknown>][] = [
-      [
-        "ensureBridge foreign name",
-        () => ops.ensureBridge({ name: "docker0", address: "172.16.0.1/24" }),
-      ],
-      [
-        "ensureBridge tap name",
-        () => ops.ensureBridge({ name: "bg-tap0", address: "172.16.0.1/24" }),
-      ],
-      [
-        "ensureBridge no prefix length",
-        () => ops.ensureBridge({ name: "bg-br0", address: "172.16.0.1" }),
-      ],
-      [
-        "ensureBridge injected text",
-        () => ops.ensureBridge({ name: "bg-br0", address: "172.16.0.1/24\nx" }),
-      ],
-      ["createTap foreign name", () => ops.createTap({ name: "tap0", bridge: "bg-br0" })],
-      ["createTap 16 bytes", () => ops.createTap({ name: "bg-tap-123456789", bridge: "bg-br0" })],
-      ["createTap foreign bridge", () => ops.createTap({ name: "bg-tap0", bridge: "eth0" })],
-      [
-        "createTap negative owner",
-        () => ops.createTap({ name: "bg-tap0", bridge: "bg-br0", owner: -1 }),
-      ],
-      ["deleteTap foreign name", () => ops.deleteTap({ name: "eth0" })],
-      [
-        "addNat bad id",
-        () => ops.addNat({ vmId: "a\nb", guestIp: "172.16.0.2", bridge: "bg-br0" }),
-      ],
-      [
-        "addNat CIDR as address",
-        () => ops.addNat({ vmId: "a", guestIp: "172.16.0.0/24", bridge: "bg-br0" }),
-      ],
-      [
-        "addNat foreign bridge",
-        () => ops.addNat({ vmId: "a", guestIp: "172.16.0.2", bridge: "virbr0" }),
-      ],
-      ["removeNat bad id", () => ops.removeNat({ vmId: "-a" })],
-      ["detachLoop not a loop", () => ops.detachLoop({ path: "/dev/sda" })],
-      ["unknown field", () => ops.deleteTap({ name: "bg-tap0", force: true } as never)],
-    ];
-    for (const [name, call] of cases) {
-      await t.step(name, () => refused(call, "invalid_argument"));
-    }
-  });
-});
+gatedTest(
+  "InProcessOps refuses bad interface names, addresses and ids before touching anything (root, netns)",
+  [root(), programs("ip", "nft")],
+  async (t) => {
+    // In a namespace of our own, on names that exist nowhere: a validation regression must
+    // not reach the host's interfaces or disks, and the namespace shows what was touched.
+    await using ns = await Netns.create();
+    using _inside = ns.enter();
+    await withOps(async ({ ops }) => {
+      const cases: [string, () => Promise<unknown>][] = [
+        [
+          "ensureBridge foreign name",
+          () => ops.ensureBridge({ name: "xq-foreign0", address: "172.16.0.1/24" }),
+        ],
+        [
+          "ensureBridge tap name",
+          () => ops.ensureBridge({ name: "bg-tap0", address: "172.16.0.1/24" }),
+        ],
+        [
+          "ensureBridge no prefix length",
+          () => ops.ensureBridge({ name: "bg-br0", address: "172.16.0.1" }),
+        ],
+        [
+          "ensureBridge injected text",
+          () => ops.ensureBridge({ name: "bg-br0", address: "172.16.0.1/24\nx" }),
+        ],
+        ["createTap foreign name", () => ops.createTap({ name: "tap0", bridge: "bg-br0" })],
+        ["createTap 16 bytes", () => ops.createTap({ name: "bg-tap-123456789", bridge: "bg-br0" })],
+        [
+          "createTap foreign bridge",
+          () => ops.createTap({ name: "bg-tap0", bridge: "xq-foreign1" }),
+        ],
+        [
+          "createTap negative owner",
+          () => ops.createTap({ name: "bg-tap0", bridge: "bg-br0", owner: -1 }),
+        ],
+        ["deleteTap foreign name", () => ops.deleteTap({ name: "xq-foreign2" })],
+        [
+          "addNat bad id",
+          () => ops.addNat({ vmId: "a\nb", guestIp: "172.16.0.2", bridge: "bg-br0" }),
+        ],
+        [
+          "addNat CIDR as address",
+          () => ops.addNat({ vmId: "a", guestIp: "172.16.0.0/24", bridge: "bg-br0" }),
+        ],
+        [
+          "addNat foreign bridge",
+          () => ops.addNat({ vmId: "a", guestIp: "172.16.0.2", bridge: "xq-foreign3" }),
+        ],
+        ["removeNat bad id", () => ops.removeNat({ vmId: "-a" })],
+        ["detachLoop not a loop", () => ops.detachLoop({ path: "/dev/xq-not-a-loop" })],
+        ["unknown field", () => ops.deleteTap({ name: "bg-tap0", force: true } as never)],
+      ];
+      for (const [name, call] of cases) {
+        await t.step(name, () => refused(call, "invalid_argument"));
+      }
+    });
+    const links = await ns.run(["ip", "-j", "link", "show"]);
+    assertEquals(
+      (JSON.parse(links.stdout) as { ifname: string }[]).map((l) => l.ifname),
+      ["lo"],
+      "no interface was made",
+    );
+    const tables = await ns.run(["nft", "-j", "list", "tables"]);
+    assertEquals(
+      (JSON.parse(tables.stdout).nftables as Record<string, unknown>[]).filter((e) => "table" in e),
+      [],
+      "no nft table was made",
+    );
+  },
+);
 
 Deno.test("InProcessOps refuses paths outside banger's directories or through symlinks", async (t) => {
   await withOps(async ({ dir, layout, ops, evil }) => {
