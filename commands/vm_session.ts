@@ -47,7 +47,37 @@ export async function sshInto(
     : Deno.stdin.isTerminal() && Deno.stdout.isTerminal();
   const inv = await callDaemon(env, vmSsh, { ref, command, tty });
   for (const w of inv.warnings) env.err(`warning: ${w}\n`);
-  return await runSsh(inv.argv);
+  return await runSsh(trustedSshArgv(inv.argv, socketOwner(env), Deno.uid()));
+}
+
+/** The uid that owns the daemon's socket: the uid the daemon runs as. */
+function socketOwner(env: CliEnv): number | null {
+  return Deno.statSync(env.paths.socket).uid;
+}
+
+/**
+ * The daemon's ssh command line, if this CLI may run it: the program is `ssh`, and the
+ * daemon runs as the CLI's own uid. A daemon of another uid (a system install's owner,
+ * answering `sudo banger vm ssh`) must never choose what this uid executes. Pure.
+ *
+ * @throws {CliError} naming both uids and how to run it instead.
+ */
+export function trustedSshArgv(
+  argv: readonly string[],
+  daemonUid: number | null,
+  myUid: number | null,
+): string[] {
+  if (argv[0] !== "ssh") {
+    throw new CliError(`Cannot run the daemon's command "${argv[0]}": only ssh is run for a VM`);
+  }
+  if (daemonUid !== myUid) {
+    throw new CliError(
+      `Cannot run ssh for this VM as uid ${myUid}: its command line comes from the daemon of ` +
+        `uid ${daemonUid}, which must not choose what uid ${myUid} runs; run banger as that user ` +
+        `(sudo -u '#${daemonUid}' banger …)`,
+    );
+  }
+  return [...argv];
 }
 
 /**
@@ -74,7 +104,7 @@ export async function execIn(
     ? await callWithProgress(env, vmExec, req)
     : await callDaemon(env, vmExec, req);
   for (const w of inv.warnings) env.err(`warning: ${w}\n`);
-  return await runSsh(inv.argv);
+  return await runSsh(trustedSshArgv(inv.argv, socketOwner(env), Deno.uid()));
 }
 
 /** `dev is still running (up 3m05s; banger vm stop dev)`, with the guest's uptime when its agent answers. */

@@ -8,6 +8,8 @@
 import { parse as parseToml } from "smol-toml";
 import { BangerError } from "../host/errors.ts";
 import { cidrContains, parseCidr, parseIpv4 } from "../host/net/ipv4.ts";
+import { DEFAULT_GUEST_NETWORK } from "../host/net/defaults.ts";
+import { IMAGE_LIMITS } from "../catalog/oci/limits.ts";
 import * as s from "../host/schema.ts";
 import { parseSize, SIZE_EXPECTED } from "./api/size.ts";
 
@@ -49,6 +51,8 @@ export interface Config {
   bridgeIp: string;
   cidr: string;
   tapPoolSize: number;
+  /** How far one pulled image may expand (file bytes, entries). */
+  imageLimits: { maxBytes: number; maxEntries: number };
   dnsListen: { host: string; port: number };
   defaultDns: string;
   catalogUrl: string;
@@ -65,10 +69,9 @@ export const DEFAULT_CONFIG: Config = {
   vmm: "auto",
   defaultImageName: "debian-bookworm",
   sshKeyPath: "",
-  bridgeName: "bg-br0",
-  bridgeIp: "172.16.0.1",
-  cidr: "172.16.0.0/24",
+  ...DEFAULT_GUEST_NETWORK,
   tapPoolSize: 4,
+  imageLimits: { ...IMAGE_LIMITS },
   dnsListen: { host: "127.0.0.1", port: 42069 },
   defaultDns: "1.1.1.1",
   catalogUrl: "",
@@ -125,6 +128,8 @@ const fileSchema = s.object({
     ),
   ),
   tap_pool_size: s.optional(s.number({ int: true, min: 0, max: 64 })),
+  max_image_bytes: s.optional(size(MIN_DISK)),
+  max_image_entries: s.optional(s.number({ int: true, min: 1, max: 1e9 })),
   dns_listen: s.optional(
     s.refine(s.string(), 'an address like "127.0.0.1:42069"', parseListen),
   ),
@@ -210,6 +215,10 @@ export function parseConfig(text: string, path: string, home: string): Config {
     bridgeIp: f.bridge_ip ?? d.bridgeIp,
     cidr: f.cidr ?? d.cidr,
     tapPoolSize: f.tap_pool_size ?? d.tapPoolSize,
+    imageLimits: {
+      maxBytes: f.max_image_bytes ?? d.imageLimits.maxBytes,
+      maxEntries: f.max_image_entries ?? d.imageLimits.maxEntries,
+    },
     dnsListen: f.dns_listen ?? d.dnsListen,
     defaultDns: f.default_dns ?? d.defaultDns,
     catalogUrl: f.catalog_url ?? d.catalogUrl,

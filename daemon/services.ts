@@ -87,6 +87,7 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
     kernels,
     blobs: new BlobCache(ociBlobsDir(layout)),
     catalogs,
+    imageLimits: config.imageLimits,
   });
   const net = new HostNetwork(ops, config, logger);
   const keyPath = config.sshKeyPath || defaultSshKey(layout);

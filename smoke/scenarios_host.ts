@@ -142,7 +142,13 @@ export const HOST_SCENARIOS: Scenario[] = [
       await c.ok(["daemon", "start"]);
       const after0 = (await Deno.readTextFile(pidFile)).trim();
       assert(after0 !== before, `the daemon restarted (pid ${before} → ${after0})`);
-      const gone = await c.env.exec(["sh", "-c", `kill -0 ${before} 2>/dev/null && echo alive`]);
+      // Gone, or a zombie nobody reaped yet (kill -0 succeeds on those).
+      const gone = await c.env.exec([
+        "sh",
+        "-c",
+        `for i in $(seq 50); do grep -qs '^State:[[:space:]]*[^Z]' /proc/${before}/status || exit 0; ` +
+        `sleep 0.2; done; echo alive`,
+      ]);
       assertEquals(gone.stdout.trim(), "", "the old daemon exited");
       const after = json<VmJson>(await c.ok(["vm", "show", name, "--json"]));
       assertEquals([after.status, after.pid], ["running", vm.pid]);
@@ -178,8 +184,12 @@ export const HOST_SCENARIOS: Scenario[] = [
         `reconciled to ${shown.status}`,
       );
       await c.ok(["vm", "delete", name]);
-      const vmms = await c.env.exec(["sh", "-c", `pgrep -af '${c.env.home}/state/vm[s]' || true`]);
-      assertEquals(vmms.stdout.trim(), "", "no VMM left");
+      const vmms = await c.env.exec([
+        "sh",
+        "-c",
+        `pgrep -af '${c.env.home}/state/vm[s]/${shown.id}/' || true`,
+      ]);
+      assertEquals(vmms.stdout.trim(), "", "no VMM of the VM left");
       const loops = await c.env.exec(["sh", "-c", `losetup -a | grep -c ${c.env.home} || true`]);
       assertEquals(loops.stdout.trim(), "0", "no loop device left");
       assertEquals(await diskHolders(c, shown.id), [], "nothing holds the VM's disks");

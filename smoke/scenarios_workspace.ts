@@ -39,9 +39,14 @@ async function guest(c: ScenarioContext, name: string, ...argv: string[]): Promi
 export const WORKSPACE_SCENARIOS: Scenario[] = [
   {
     name: "repo_run",
-    description: "vm run ./repo lands the tracked files (not untracked or ignored) at /root/repo",
+    description:
+      "vm run ./repo lands the tracked files (not untracked or ignored) and the repository's history at /root/repo",
     class: "repodir",
     async run(c) {
+      const hostHead = new TextDecoder().decode(
+        (await new Deno.Command("git", { args: ["-C", c.repo, "rev-parse", "HEAD"] }).output())
+          .stdout,
+      ).trim();
       const r = await c.ok([
         "vm",
         "run",
@@ -52,9 +57,10 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
         "--",
         "sh",
         "-c",
-        "cat /root/repo/README.md; ls -a /root/repo",
+        "cat /root/repo/README.md; ls -a /root/repo; git -C /root/repo log --format=%H",
       ]);
       assertStringIncludes(r.stdout, "# fixture");
+      assertStringIncludes(r.stdout, hostHead, "overlay mode brings the host's commits");
       assert(!r.stdout.includes("untracked.txt"), "untracked files stay home");
       assert(!r.stdout.includes("secret.log"), "ignored files stay home");
     },
@@ -186,23 +192,24 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
   {
     name: "full_copy",
     description:
-      "workspace prepare --mode full_copy (with --include-untracked) copies the tree and history",
+      "workspace prepare --mode full_copy (with --include-untracked) copies the tree and commits it in the guest, without host history",
     class: "repodir",
     async run(c) {
       const name = await prepared(c, "full", "--mode", "full_copy", "--include-untracked");
       const listing = await guest(c, name, "ls", "-a");
       assertStringIncludes(listing, "untracked.txt");
       assertStringIncludes(listing, ".git");
-      // The history itself: the guest's log is the host's, commit for commit.
-      const hostLog = (await new Deno.Command("git", {
-        args: ["-C", c.repo, "log", "--format=%H %s"],
-        stdout: "piped",
-      }).output()).stdout;
+      // No host history: the copy is one commit made in the guest, holding every file sent.
       assertEquals(
-        await guest(c, name, "git", "log", "--format=%H %s"),
-        new TextDecoder().decode(hostLog).trim(),
-        "the guest has the repository's history",
+        await guest(c, name, "git", "log", "--format=%s"),
+        "banger: workspace snapshot",
+        "full_copy commits the copy in the guest, without the host's history",
       );
+      const committed = (await guest(c, name, "git", "ls-files")).split("\n");
+      for (const f of ["README.md", "src/test.sh", "untracked.txt"]) {
+        assert(committed.includes(f), `${f} is in the guest's commit: ${committed.join(", ")}`);
+      }
+      assert(!committed.includes("secret.log"), "ignored files are never sent");
       assertEquals(await guest(c, name, "git", "status", "--porcelain", "--", "README.md"), "");
       const shown = json<{ workspace?: { mode: string } }>(
         await c.ok(["vm", "show", name, "--json"]),

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { IMAGE_LIMITS } from "./limits.ts";
 import { printable, splitArchivePath } from "../archive/names.ts";
 import { LayerError } from "../errors.ts";
 import type { TarEntry } from "../archive/tar.ts";
@@ -45,6 +46,10 @@ export interface SkippedEntry {
 export interface LayerApplierOptions {
   /** chown files and directories on disk too (needs root). @default {Deno.uid() === 0} */
   chownOnDisk?: boolean;
+  /** Most file bytes all layers together may write. @default {IMAGE_LIMITS.maxBytes} */
+  maxBytes?: number;
+  /** Most entries all layers together may hold. @default {IMAGE_LIMITS.maxEntries} */
+  maxEntries?: number;
 }
 
 const OPAQUE = ".wh..wh..opq";
@@ -74,10 +79,16 @@ export class LayerApplier {
   // directories verified real (not symlinks) in this layer; cleared on every removal
   #knownDirs = new Set<string>();
   #layer = "";
+  readonly #maxBytes: number;
+  readonly #maxEntries: number;
+  #bytes = 0;
+  #entries = 0;
 
   constructor(root: string, options: LayerApplierOptions = {}) {
     this.#root = root.replace(/\/+$/, "");
     this.#chown = options.chownOnDisk ?? Deno.uid() === 0;
+    this.#maxBytes = options.maxBytes ?? IMAGE_LIMITS.maxBytes;
+    this.#maxEntries = options.maxEntries ?? IMAGE_LIMITS.maxEntries;
     this.metadata.set("/", { uid: 0, gid: 0, mode: 0o755, type: "dir", mtime: 0 });
   }
 
@@ -100,8 +111,18 @@ export class LayerApplier {
     this.#layer = layer;
     for await (const entry of entries) {
       signal?.throwIfAborted();
+      if (++this.#entries > this.#maxEntries) {
+        throw this.#tooLarge(`more than ${this.#maxEntries} entries`, "max_image_entries");
+      }
       await this.#entry(entry);
     }
+  }
+
+  #tooLarge(what: string, setting: string): LayerError {
+    return new LayerError(`Cannot apply layer "${this.#layer}": the image expands to ${what}`, {
+      code: "too_large",
+      hint: `raise ${setting} in config.toml if the image really is that large`,
+    });
   }
 
   async #entry(entry: TarEntry): Promise<void> {
@@ -161,6 +182,10 @@ export class LayerApplier {
     {
       using file = Deno.openSync(full, { write: true, createNew: true, mode: 0o600 });
       for await (const chunk of entry.body) {
+        this.#bytes += chunk.length;
+        if (this.#bytes > this.#maxBytes) {
+          throw this.#tooLarge(`more than ${this.#maxBytes} bytes`, "max_image_bytes");
+        }
         let written = 0;
         while (written < chunk.length) written += file.writeSync(chunk.subarray(written));
       }

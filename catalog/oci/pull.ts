@@ -61,6 +61,8 @@ export interface PullOptions {
   fetch?: FetchFn;
   /** chown on disk as well as in the map. @default {Deno.uid() === 0} */
   chownOnDisk?: boolean;
+  /** How far the image may expand (`LayerApplierOptions.maxBytes`, `maxEntries`). */
+  limits?: { maxBytes?: number; maxEntries?: number };
 }
 
 /** A pulled, flattened image. */
@@ -161,7 +163,10 @@ async function pullInto(
     );
   }
   const paths = startDownloads(manifest.layers, fetchBlob, options.concurrency ?? 3, downloads);
-  const applier = new LayerApplier(options.destDir, { chownOnDisk: options.chownOnDisk });
+  const applier = new LayerApplier(options.destDir, {
+    chownOnDisk: options.chownOnDisk,
+    ...options.limits,
+  });
   for (const [i, layer] of manifest.layers.entries()) {
     const path = await paths[i];
     options.onProgress?.({

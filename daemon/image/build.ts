@@ -121,6 +121,8 @@ export interface OciBuildOptions {
   workDir: string;
   blobs: BlobCache;
   ops: PrivilegedOps;
+  /** How far the image may expand (config `max_image_bytes`, `max_image_entries`). */
+  limits?: { maxBytes: number; maxEntries: number };
 }
 
 /** Pulls an OCI image and turns it into a bootable `rootfs.ext4` in `o.dir`. */
@@ -132,6 +134,7 @@ export async function buildFromOci(o: OciBuildOptions, ctx: OpContext): Promise<
       ref: o.ref,
       destDir: flat,
       cache: o.blobs,
+      limits: o.limits,
       signal: ctx.signal,
       onProgress: (p) => {
         if (p.phase === "download") {

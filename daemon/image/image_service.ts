@@ -44,6 +44,8 @@ export interface ImageServiceDeps {
   kernels: KernelService;
   blobs: BlobCache;
   catalogs: (signal?: AbortSignal) => Promise<Catalogs>;
+  /** How far a pulled OCI image may expand. @default {IMAGE_LIMITS} */
+  imageLimits?: { maxBytes: number; maxEntries: number };
 }
 
 /** A pull request as the RPC delivers it. */
@@ -152,6 +154,7 @@ export class ImageService {
         workDir,
         blobs: this.#deps.blobs,
         ops: this.#deps.ops,
+        limits: this.#deps.imageLimits,
       }, ctx);
     }
     const image = await this.#publishImage(

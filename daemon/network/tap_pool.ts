@@ -100,7 +100,10 @@ export class TapPool {
     const results = await Promise.allSettled(
       Array.from({ length: missing }, async () => {
         using _slot = await this.#warmers.acquire();
-        this.#idle.push(await this.#create());
+        const name = await this.#create();
+        // A release or an adopt may have filled the pool meanwhile: never grow past it.
+        if (this.#idle.length < this.#size) this.#idle.push(name);
+        else await this.#delete(name);
       }),
     );
     const failed = results.filter((r) => r.status === "rejected");

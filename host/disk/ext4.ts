@@ -83,19 +83,31 @@ export async function createExt4(options: CreateExt4Options): Promise<void> {
   const args = ["-F", "-q", "-E", MKFS_EXTENDED_OPTIONS];
   if (label !== undefined) args.push("-L", label);
   if (fromDir !== undefined) args.push("-d", fromDir);
-  args.push(path);
+  // Built in a sibling temp file and renamed into place: an interrupted or failed mkfs
+  // never leaves a half-made image at `path` for the next start to trust.
+  const slash = path.lastIndexOf("/");
+  const temp = `${path.slice(0, slash + 1)}.${path.slice(slash + 1)}.tmp-${
+    crypto.randomUUID().slice(0, 8)
+  }`;
+  args.push(temp);
   try {
-    using file = await Deno.open(path, { write: true, create: true, truncate: true, mode: 0o600 });
-    await file.truncate(sizeBytes);
+    try {
+      using file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
+      await file.truncate(sizeBytes);
+    } catch (err) {
+      throw new Ext4Error(`Cannot create image file "${path}": ${because(err)}`, { cause: err });
+    }
+    try {
+      await run("mkfs.ext4", args);
+    } catch (err) {
+      throw new Ext4Error(`Cannot make an ext4 filesystem in "${path}": ${because(err)}`, {
+        cause: err,
+      });
+    }
+    await Deno.rename(temp, path);
   } catch (err) {
-    throw new Ext4Error(`Cannot create image file "${path}": ${because(err)}`, { cause: err });
-  }
-  try {
-    await run("mkfs.ext4", args);
-  } catch (err) {
-    throw new Ext4Error(`Cannot make an ext4 filesystem in "${path}": ${because(err)}`, {
-      cause: err,
-    });
+    await Deno.remove(temp).catch(() => {});
+    throw err;
   }
 }
 

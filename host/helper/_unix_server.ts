@@ -68,11 +68,14 @@ export function encodeTimeval(ms: number): Uint8Array {
 export class UnixConnection implements Disposable {
   #fd: number;
   #lineEnded = false;
+  /** When the whole request must have arrived: a peer dripping bytes cannot hold a slot. */
+  readonly #deadline: number;
   /** The peer's credentials, read with SO_PEERCRED right after accept. */
   readonly peer: PeerCredentials;
 
   constructor(fd: number, timeoutMs: number) {
     this.#fd = fd;
+    this.#deadline = Date.now() + timeoutMs;
     const tv = encodeTimeval(timeoutMs);
     // SAFETY: `tv` is a 16-byte local alive for each synchronous call.
     libc().setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, tv.length);
@@ -81,22 +84,34 @@ export class UnixConnection implements Disposable {
   }
 
   /**
-   * Reads until a `\n` (excluded) or end of stream, at most `maxBytes`.
+   * Reads until a `\n` (excluded) or end of stream, at most `maxBytes`, all of it within
+   * the connection's timeout of its accept (each read waits only what is left of it).
    *
    * @throws {UnixSocketError} `too_large` past `maxBytes`; `unavailable` when the read
-   *   fails or times out.
+   *   fails or the time is up.
    */
   async readLine(maxBytes: number): Promise<Uint8Array> {
     const chunks: Uint8Array[] = [];
     let total = 0;
     for (;;) {
+      const left = this.#deadline - Date.now();
+      if (left <= 0) {
+        throw new UnixSocketError("Cannot read the request: it did not arrive in time", {
+          code: "unavailable",
+        });
+      }
+      const tv = encodeTimeval(Math.max(1, left));
+      // SAFETY: `tv` is a 16-byte local alive for the synchronous call.
+      libc().setsockopt(this.#fd, SOL_SOCKET, SO_RCVTIMEO, tv, tv.length);
       const buf = new Uint8Array(64 * 1024);
       // SAFETY: `buf` is referenced by this frame until the worker-thread read resolves.
       const n = Number(await libc().read_nb(this.#fd, buf, BigInt(buf.length)));
       if (n < 0) {
-        throw new UnixSocketError("Cannot read the request: the read failed or timed out", {
-          code: "unavailable",
-        });
+        const late = Date.now() >= this.#deadline;
+        throw new UnixSocketError(
+          `Cannot read the request: ${late ? "it did not arrive in time" : "the read failed"}`,
+          { code: "unavailable" },
+        );
       }
       if (n === 0) break;
       const chunk = buf.subarray(0, n);

@@ -13,6 +13,7 @@ import { HelperServer } from "./server.ts";
 import { InProcessOps, type InProcessOpsOptions } from "../privileged/in_process_ops.ts";
 import { readInstallRecord } from "../system/install_record.ts";
 import { helperRuntimeDir, helperSocket, jailerBaseDir, systemLayout } from "../layout.ts";
+import { DEFAULT_GUEST_NETWORK, type GuestNetwork } from "../net/defaults.ts";
 
 /** The helper refused to start. */
 export class HelperStartError extends BangerError {}
@@ -60,9 +61,11 @@ export async function runHelper(o: RunHelperOptions): Promise<number> {
   await checkRuntimeDir(helperRuntimeDir(root));
   const layout = systemLayout(root);
   const owner = { uid: record.ownerUid, gid: record.ownerGid };
+  const config = await rootConfig(layout.configFile);
   const ops = new InProcessOps(layout, {
     owner,
-    jailer: await jailerConfig(layout.configFile, root),
+    network: guestNetwork(config),
+    jailer: await jailerConfig(config, layout.configFile, root),
   });
   const server = new HelperServer({
     socketPath: helperSocket(root),
@@ -99,18 +102,34 @@ async function checkRuntimeDir(dir: string): Promise<void> {
   }
 }
 
-/** The jailer settings from root's config file; `undefined` when `jailer_bin` is unset. */
-async function jailerConfig(
-  configFile: string,
-  root: string,
-): Promise<InProcessOpsOptions["jailer"]> {
+/** Root's config file, parsed (`{}` when there is none). */
+async function rootConfig(configFile: string): Promise<Record<string, unknown>> {
   let text = "";
   try {
     text = await Deno.readTextFile(configFile);
   } catch (err) {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
-  const config = parseToml(text) as Record<string, unknown>;
+  return parseToml(text) as Record<string, unknown>;
+}
+
+/** The guest network root's config sets (the daemon reads the same keys), else the default. */
+function guestNetwork(config: Record<string, unknown>): GuestNetwork {
+  const d = DEFAULT_GUEST_NETWORK;
+  const text = (v: unknown, fallback: string) => typeof v === "string" ? v : fallback;
+  return {
+    bridgeName: text(config.bridge_name, d.bridgeName),
+    bridgeIp: text(config.bridge_ip, d.bridgeIp),
+    cidr: text(config.cidr, d.cidr),
+  };
+}
+
+/** The jailer settings from root's config; `undefined` when `jailer_bin` is unset. */
+async function jailerConfig(
+  config: Record<string, unknown>,
+  configFile: string,
+  root: string,
+): Promise<InProcessOpsOptions["jailer"]> {
   const jailer = typeof config.jailer_bin === "string" ? config.jailer_bin : "";
   if (!jailer) return undefined;
   const fc = typeof config.firecracker_bin === "string" ? config.firecracker_bin : "firecracker";

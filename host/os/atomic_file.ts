@@ -48,6 +48,12 @@ export async function writeFileAtomic(
     await Deno.remove(tmp).catch(() => {});
     throw err;
   }
+  // The rename lives in the directory: sync it too, or a crash can bring back the old file.
+  const slash = path.lastIndexOf("/");
+  using dir = await Deno.open(slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".", {
+    read: true,
+  });
+  await dir.sync();
 }
 
 /** {@linkcode writeFileAtomic} of a value serialised as pretty JSON. */

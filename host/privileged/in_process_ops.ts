@@ -31,6 +31,8 @@ import { type Layout, vmFiles } from "../layout.ts";
 import { type AttachedLoop, detachLoop, listLoops, loopBackingFile } from "../disk/loop.ts";
 import { canonicalPath, ManagedPaths } from "./managed_paths.ts";
 import { addNat, listNat, type NatEntry, removeNat } from "../net/nat.ts";
+import type { GuestNetwork } from "../net/defaults.ts";
+import { cidrContains, parseCidr, parseIpv4 } from "../net/ipv4.ts";
 import {
   createOwnedRootDisk,
   type FileOwner,
@@ -75,6 +77,12 @@ export interface InProcessOpsOptions {
    * symlink-refusing descriptors. Unset: everything stays root's (one process as root).
    */
   owner?: FileOwner;
+  /**
+   * The one guest network this helper serves (from root's config): the bridge and its
+   * address are the only ones it makes, taps join only that bridge, NAT only addresses in
+   * its CIDR. Unset: any valid name, address and source (one process as root).
+   */
+  network?: GuestNetwork;
   /** How to run Firecracker under the jailer; unset: jailed launches are refused. */
   jailer?: {
     /** The jailer binary (absolute). */
@@ -121,11 +129,35 @@ export class InProcessOps implements PrivilegedOps {
   }
 
   async ensureBridge(raw: OpArgs<"ensureBridge">): Promise<void> {
-    await ensureBridge(this.#args("ensureBridge", raw));
+    const args = this.#args("ensureBridge", raw);
+    const net = this.#options.network;
+    if (net) {
+      const cidr = parseCidr(net.cidr);
+      const address = `${net.bridgeIp}/${cidr?.prefixLength}`;
+      if (args.name !== net.bridgeName || args.address !== address) {
+        throw new PrivilegedOpsError(
+          `Cannot make bridge "${args.name}" with ${args.address}: this helper serves only ` +
+            `bridge "${net.bridgeName}" with ${address}`,
+          {
+            code: "permission_denied",
+            hint:
+              "bridge_name, bridge_ip and cidr are set in root's config (/etc/banger/config.toml)",
+          },
+        );
+      }
+    }
+    await ensureBridge(args);
   }
 
   async createTap(raw: OpArgs<"createTap">): Promise<void> {
     const { name, ...options } = this.#args("createTap", raw);
+    const net = this.#options.network;
+    if (net && options.bridge !== net.bridgeName) {
+      throw new PrivilegedOpsError(
+        `Cannot attach tap "${name}" to "${options.bridge}": this helper serves only bridge "${net.bridgeName}"`,
+        { code: "permission_denied" },
+      );
+    }
     const owner = this.#options.owner;
     if (owner) {
       if (options.owner !== undefined && options.owner !== owner.uid) {
@@ -135,6 +167,12 @@ export class InProcessOps implements PrivilegedOps {
         );
       }
       options.owner = owner.uid;
+      if (options.group !== undefined && options.group !== owner.gid) {
+        throw new PrivilegedOpsError(
+          `Cannot create tap "${name}" for group ${options.group}: taps belong to the owner's group ${owner.gid}`,
+          { code: "permission_denied" },
+        );
+      }
     }
     await createTap(name, options);
   }
@@ -149,7 +187,23 @@ export class InProcessOps implements PrivilegedOps {
   }
 
   async addNat(raw: OpArgs<"addNat">): Promise<void> {
-    await addNat(this.#args("addNat", raw));
+    const args = this.#args("addNat", raw);
+    const net = this.#options.network;
+    if (net) {
+      const cidr = parseCidr(net.cidr);
+      const ip = parseIpv4(args.guestIp);
+      if (
+        args.bridge !== net.bridgeName || !cidr || ip === undefined || !cidrContains(cidr, ip) ||
+        args.guestIp === net.bridgeIp
+      ) {
+        throw new PrivilegedOpsError(
+          `Cannot NAT ${args.guestIp} on "${args.bridge}": this helper NATs only guests of ` +
+            `${net.cidr} behind bridge "${net.bridgeName}"`,
+          { code: "permission_denied" },
+        );
+      }
+    }
+    await addNat(args);
   }
 
   async removeNat(raw: OpArgs<"removeNat">): Promise<boolean> {
@@ -311,6 +365,7 @@ export class InProcessOps implements PrivilegedOps {
   async launchJailedFirecracker(raw: OpArgs<"launchJailedFirecracker">): Promise<JailedLaunch> {
     const args = this.#args("launchJailedFirecracker", raw);
     const { jailer, owner } = this.#jailConfig("launch Firecracker for", args.vmId);
+    for (const device of args.devices ?? []) ownRootDiskDevice(device, args.vmId);
     await this.#dir(args.vmDir, "VM directory");
     const disks = args.disks ?? [];
     for (const f of [...args.files, ...disks]) await this.#file(f, "VM file");
@@ -405,6 +460,25 @@ async function refuseNodev(chrootBase: string): Promise<void> {
       `Cannot use the jailer's chroot base "${chrootBase}": its filesystem (${mount.source} on ` +
         `${mount.mountPoint}) is mounted nodev, so the jail's /dev/kvm could not be opened`,
       { code: "failed_precondition", hint: `remount ${mount.mountPoint} without nodev` },
+    );
+  }
+}
+
+/**
+ * Refuses any device but the dm device this helper made for VM `vmId`'s root disk
+ * (`bg-root-<vmId>`): mknod'ed into the jail and handed to the owner, any other `dm-N`
+ * (on an LVM or LUKS host, `dm-0` is the host's own disk) would be raw access to it.
+ */
+function ownRootDiskDevice(device: string, vmId: string): void {
+  const minor = /^\/dev\/(dm-\d+)$/.exec(device)?.[1];
+  const expected = `bg-root-${vmId}`;
+  const name = minor ? readProcFileIfExists(`/sys/class/block/${minor}/dm/name`)?.trim() : "";
+  if (name !== expected) {
+    throw new PrivilegedOpsError(
+      `Cannot put "${device}" in the jail of VM "${vmId}": it is ${
+        name ? `device-mapper device "${name}"` : "no device-mapper device"
+      }, not the root disk banger made for that VM (${expected})`,
+      { code: "permission_denied" },
     );
   }
 }

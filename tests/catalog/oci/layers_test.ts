@@ -263,3 +263,25 @@ Deno.test("LayerApplier.apply() treats a whiteout under a symlink as nothing to 
   await outsideUntouched(box.outside);
   assertEquals(await Deno.readLink(`${box.root}/link`), box.outside);
 });
+
+Deno.test("LayerApplier stops an image that expands past its byte or entry limit, naming the layer and the setting", async () => {
+  await using s = await sandbox();
+  const stream = (specs: TarSpec[]) => readTar(new Blob([tarBytes(specs)]).stream());
+  const bytes = new LayerApplier(s.root, { maxBytes: 1 << 20 });
+  await bytes.apply(stream([{ path: "small", content: new Uint8Array(512 << 10) }]), "layer0");
+  const tooBig = await assertRejects(
+    () => bytes.apply(stream([{ path: "big", content: new Uint8Array(1 << 20) }]), "layer1"),
+    LayerError,
+    'Cannot apply layer "layer1": the image expands to more than 1048576 bytes',
+  );
+  assertEquals([tooBig.code, tooBig.hint?.includes("max_image_bytes")], ["too_large", true]);
+
+  const entries = new LayerApplier(s.root, { maxEntries: 3 });
+  const many = Array.from({ length: 5 }, (_, i) => ({ path: `e${i}`, content: "x" }));
+  const err = await assertRejects(
+    () => entries.apply(stream(many), "layer2"),
+    LayerError,
+    "more than 3 entries",
+  );
+  assertEquals(err.hint?.includes("max_image_entries"), true);
+});

@@ -488,3 +488,31 @@ gatedTest("createExt4() refuses a bad label or a tiny size (root)", E2FS, async 
   );
   assert(true);
 });
+
+gatedTest(
+  "createExt4() is atomic: a failed mkfs leaves neither an image nor a temp file, and keeps a good one (root)",
+  E2FS,
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "bgt-ext4-atomic-" });
+    try {
+      const image = `${dir}/work.ext4`;
+      // mkfs -d of a missing directory fails after the image file was sized.
+      await assertRejects(
+        () => createExt4({ path: image, sizeBytes: 8 << 20, fromDir: `${dir}/missing` }),
+        Ext4Error,
+        "Cannot make an ext4 filesystem",
+      );
+      assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), [], "nothing left behind");
+      await createExt4({ path: image, sizeBytes: 8 << 20, label: "good" });
+      const before = (await Deno.stat(image)).ino;
+      await assertRejects(() =>
+        createExt4({ path: image, sizeBytes: 8 << 20, fromDir: `${dir}/missing` })
+      );
+      assertEquals((await Deno.stat(image)).ino, before, "the good image is untouched");
+      assertEquals((await checkExt4(image)).clean, true);
+      assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["work.ext4"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

@@ -78,3 +78,33 @@ Deno.test("UnixListener.close() wakes a pending accept, which then yields undefi
   await assertRejects(() => Deno.lstat(`${dir}/s.sock`), Deno.errors.NotFound);
   await Deno.remove(dir, { recursive: true });
 });
+
+Deno.test("UnixConnection.readLine() gives the whole request one deadline: a peer dripping bytes is cut off", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/s.sock`;
+  const listener = UnixListener.listen(path, { timeoutMs: 600 });
+  try {
+    const client = await Deno.connect({ transport: "unix", path });
+    const conn = await listener.accept();
+    if (!conn) throw new Error("no connection");
+    using c = conn;
+    let dripping = true;
+    // One byte every 150 ms: each read alone is well inside the timeout.
+    const drip = (async () => {
+      while (dripping) {
+        await client.write(new Uint8Array([0x61])).catch(() => (dripping = false));
+        await new Promise((r) => setTimeout(r, 150));
+      }
+    })();
+    const started = Date.now();
+    await assertRejects(() => c.readLine(1 << 20), UnixSocketError, "did not arrive in time");
+    const took = Date.now() - started;
+    dripping = false;
+    await drip;
+    client.close();
+    assertEquals(took < 5000, true, `cut off after ${took} ms, not held`);
+  } finally {
+    await listener.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -479,3 +479,85 @@ Deno.test("InProcessOps.probeHost() reports devices and CPU facts, and takes no 
     await refused(() => ops.probeHost({ dir: "/" } as never), "invalid_argument");
   });
 });
+
+Deno.test("launchJailedFirecracker puts no device in a jail but the VM's own root disk (bg-root-<id>)", async () => {
+  await withOps(async ({ layout }) => {
+    const ops = new InProcessOps(layout, {
+      owner: { uid: 65534, gid: 65534 },
+      jailer: { jailerBin: "/bin/false", firecrackerBin: "/bin/false", chrootBase: "/nonexistent" },
+    });
+    // On an LVM or LUKS host dm-0 is the host's own disk: it must never reach a jail.
+    for (const device of ["/dev/dm-0", "/dev/dm-4095"]) {
+      const err = await assertRejects(
+        () =>
+          ops.launchJailedFirecracker({
+            vmId: "v1",
+            vmDir: `${layout.stateDir}/vms/v1`,
+            files: [],
+            devices: [device],
+          }),
+        PrivilegedOpsError,
+        "not the root disk banger made for that VM (bg-root-v1)",
+      );
+      assertEquals(err.code, "permission_denied");
+    }
+  });
+});
+
+gatedTest(
+  "the helper makes only its configured bridge and address, taps on it for the owner's group, NAT inside its CIDR (root, netns)",
+  [root(), programs("ip", "nft")],
+  async (t) => {
+    await using ns = await Netns.create();
+    using _inside = ns.enter();
+    await withOps(async ({ layout }) => {
+      const network = { bridgeName: "bg-brh", bridgeIp: "172.30.9.1", cidr: "172.30.9.0/24" };
+      const ops = new InProcessOps(layout, { owner: { uid: 65534, gid: 65534 }, network });
+      const refusals: [string, () => Promise<unknown>][] = [
+        ["another bridge", () => ops.ensureBridge({ name: "bg-brx", address: "172.30.9.1/24" })],
+        [
+          "the LAN gateway's address",
+          () => ops.ensureBridge({ name: "bg-brh", address: "192.168.1.1/24" }),
+        ],
+        [
+          "a more specific route",
+          () => ops.ensureBridge({ name: "bg-brh", address: "172.30.9.1/30" }),
+        ],
+        ["a tap on another bridge", () => ops.createTap({ name: "bg-tap7", bridge: "bg-brx" })],
+        [
+          "a tap for another group",
+          () => ops.createTap({ name: "bg-tap7", bridge: "bg-brh", group: 0 }),
+        ],
+        [
+          "NAT outside the CIDR",
+          () => ops.addNat({ vmId: "v1", guestIp: "10.0.0.5", bridge: "bg-brh" }),
+        ],
+        [
+          "NAT of the gateway",
+          () => ops.addNat({ vmId: "v1", guestIp: "172.30.9.1", bridge: "bg-brh" }),
+        ],
+        [
+          "NAT behind another bridge",
+          () => ops.addNat({ vmId: "v1", guestIp: "172.30.9.5", bridge: "bg-brx" }),
+        ],
+      ];
+      for (const [name, call] of refusals) {
+        await t.step(name, () => refused(call, "permission_denied"));
+      }
+      const links = await ns.run(["ip", "-j", "link", "show"]);
+      assertEquals(
+        (JSON.parse(links.stdout) as { ifname: string }[]).map((l) => l.ifname),
+        ["lo"],
+        "nothing was made",
+      );
+      await t.step("its own bridge, tap and NAT are made", async () => {
+        await ops.ensureBridge({ name: "bg-brh", address: "172.30.9.1/24" });
+        await ops.createTap({ name: "bg-tap7", bridge: "bg-brh", group: 65534 });
+        await ops.addNat({ vmId: "v1", guestIp: "172.30.9.5", bridge: "bg-brh" });
+        assertEquals((await ops.listNat()).map((n) => n.vmId), ["v1"]);
+        await ops.removeNat({ vmId: "v1" });
+        await ops.deleteTap({ name: "bg-tap7" });
+      });
+    });
+  },
+);
