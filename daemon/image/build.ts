@@ -144,6 +144,7 @@ export async function buildFromOci(o: OciBuildOptions, ctx: OpContext): Promise<
         }
       },
     });
+    await dropBakedHostKeys(flat, pulled.metadata);
     const size = o.sizeBytes ?? Math.max(MIN_IMAGE_BYTES, roundUp(pulled.contentBytes * 1.5));
     if (pulled.contentBytes > size) {
       throw new ImageBuildError(
@@ -205,4 +206,22 @@ export function piecesToOps(pieces: readonly GuestPiece[]): Ext4Op[] {
 function roundUp(bytes: number): number {
   const mib = 1024 ** 2;
   return Math.ceil(bytes / mib) * mib;
+}
+
+/**
+ * Removes SSH host keys baked into an image (`/etc/ssh/ssh_host_*`): every VM made from it
+ * would share them, and banger pins a VM's key on first contact. The guest makes its own
+ * at first boot (`catalog/guest/sshd_config.ts`). Only real directories are looked into:
+ * the tree is an image's, and a symlinked `etc/ssh` must not lead off it.
+ */
+async function dropBakedHostKeys(tree: string, metadata: Map<string, unknown>): Promise<void> {
+  for (const dir of [`${tree}/etc`, `${tree}/etc/ssh`]) {
+    const info = await Deno.lstat(dir).catch(() => undefined);
+    if (!info?.isDirectory) return;
+  }
+  for await (const entry of Deno.readDir(`${tree}/etc/ssh`)) {
+    if (!entry.name.startsWith("ssh_host_")) continue;
+    await Deno.remove(`${tree}/etc/ssh/${entry.name}`, { recursive: true });
+    metadata.delete(`/etc/ssh/${entry.name}`);
+  }
 }

@@ -303,6 +303,11 @@ gatedTest(
         { path: "home/u/", type: "dir", uid: 1000, gid: 1000, mode: 0o700 },
         { path: "home/u/notes", content: "n", uid: 1000, gid: 1000, mode: 0o600 },
         { path: "tmp/gone", content: "x" },
+        // Host keys baked into the image: every VM from it would share them.
+        { path: "etc/ssh/", type: "dir" },
+        { path: "etc/ssh/ssh_host_ed25519_key", content: "baked", mode: 0o600 },
+        { path: "etc/ssh/ssh_host_ed25519_key.pub", content: "baked.pub" },
+        { path: "etc/ssh/sshd_config", content: "# kept\n" },
       ]);
       const top = tarBytes([{ path: "tmp/.wh.gone", content: "" }]);
       await writeImage(layout, "v1", [{ bytes: base }, { bytes: top }]);
@@ -336,6 +341,14 @@ gatedTest(
         stdout: "piped",
       }).output();
       assertStringIncludes(new TextDecoder().decode(gone.stderr), "File not found");
+      for (const key of ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]) {
+        const baked = await new Deno.Command("debugfs", {
+          args: ["-R", `stat /etc/ssh/${key}`, rootfs],
+          stderr: "piped",
+          stdout: "piped",
+        }).output();
+        assertStringIncludes(new TextDecoder().decode(baked.stderr), "File not found", key);
+      }
       assertStringIncludes(
         await stat("/usr/local/libexec/banger-network-bootstrap"),
         "Mode:  0755",
