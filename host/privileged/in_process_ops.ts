@@ -32,7 +32,7 @@ import { type AttachedLoop, detachLoop, listLoops, loopBackingFile } from "../di
 import { canonicalPath, ManagedPaths } from "./managed_paths.ts";
 import { addNat, listNat, type NatEntry, removeNat } from "../net/nat.ts";
 import type { GuestNetwork } from "../net/defaults.ts";
-import { cidrContains, parseCidr, parseIpv4 } from "../net/ipv4.ts";
+import { type Cidr, cidrContains, parseCidr, parseIpv4 } from "../net/ipv4.ts";
 import {
   createOwnedRootDisk,
   type FileOwner,
@@ -106,14 +106,30 @@ export interface InProcessOpsOptions {
 export class InProcessOps implements PrivilegedOps {
   readonly #paths: ManagedPaths;
   readonly #options: InProcessOpsOptions;
+  /** `options.network`, parsed once: its CIDR and the bridge's `address/prefix`. */
+  readonly #network?: GuestNetwork & { range: Cidr; bridgeAddress: string };
 
-  /** Operates inside `layout`'s state, cache and runtime directories only. */
+  /**
+   * Operates inside `layout`'s state, cache and runtime directories only.
+   *
+   * @throws {PrivilegedOpsError} `invalid_argument` when `options.network.cidr` does not parse.
+   */
   constructor(
     layout: Pick<Layout, "stateDir" | "cacheDir" | "runtimeDir">,
     options: InProcessOpsOptions = {},
   ) {
     this.#paths = new ManagedPaths(layout);
     this.#options = options;
+    const net = options.network;
+    if (net) {
+      const range = parseCidr(net.cidr);
+      if (!range) {
+        throw new PrivilegedOpsError(`Cannot serve guest network "${net.cidr}": it is not a CIDR`, {
+          code: "invalid_argument",
+        });
+      }
+      this.#network = { ...net, range, bridgeAddress: `${net.bridgeIp}/${range.prefixLength}` };
+    }
   }
 
   #args<M extends PrivilegedOpName>(method: M, raw: unknown): OpArgs<M> {
@@ -130,14 +146,12 @@ export class InProcessOps implements PrivilegedOps {
 
   async ensureBridge(raw: OpArgs<"ensureBridge">): Promise<void> {
     const args = this.#args("ensureBridge", raw);
-    const net = this.#options.network;
+    const net = this.#network;
     if (net) {
-      const cidr = parseCidr(net.cidr);
-      const address = `${net.bridgeIp}/${cidr?.prefixLength}`;
-      if (args.name !== net.bridgeName || args.address !== address) {
+      if (args.name !== net.bridgeName || args.address !== net.bridgeAddress) {
         throw new PrivilegedOpsError(
           `Cannot make bridge "${args.name}" with ${args.address}: this helper serves only ` +
-            `bridge "${net.bridgeName}" with ${address}`,
+            `bridge "${net.bridgeName}" with ${net.bridgeAddress}`,
           {
             code: "permission_denied",
             hint:
@@ -151,7 +165,7 @@ export class InProcessOps implements PrivilegedOps {
 
   async createTap(raw: OpArgs<"createTap">): Promise<void> {
     const { name, ...options } = this.#args("createTap", raw);
-    const net = this.#options.network;
+    const net = this.#network;
     if (net && options.bridge !== net.bridgeName) {
       throw new PrivilegedOpsError(
         `Cannot attach tap "${name}" to "${options.bridge}": this helper serves only bridge "${net.bridgeName}"`,
@@ -188,12 +202,11 @@ export class InProcessOps implements PrivilegedOps {
 
   async addNat(raw: OpArgs<"addNat">): Promise<void> {
     const args = this.#args("addNat", raw);
-    const net = this.#options.network;
+    const net = this.#network;
     if (net) {
-      const cidr = parseCidr(net.cidr);
       const ip = parseIpv4(args.guestIp);
       if (
-        args.bridge !== net.bridgeName || !cidr || ip === undefined || !cidrContains(cidr, ip) ||
+        args.bridge !== net.bridgeName || ip === undefined || !cidrContains(net.range, ip) ||
         args.guestIp === net.bridgeIp
       ) {
         throw new PrivilegedOpsError(

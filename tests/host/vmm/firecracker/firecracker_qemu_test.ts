@@ -74,19 +74,18 @@ async function waitForSerial(dir: string, pattern: RegExp, timeoutMs: number): P
   throw new Error(`The guest console did not show ${pattern} within ${timeoutMs} ms:\n${tail}`);
 }
 
+/** Starts the fake firecracker in QEMU mode for `dir`. */
+function launchFake(dir: string, id: string): Promise<Firecracker> {
+  return Firecracker.launch({ binary: FAKE_FIRECRACKER, vmDir: dir, id, env: QEMU_ENV, procs });
+}
+
 /** Launches the fake (QEMU mode) on a copy of the golden image and waits for the login prompt. */
 async function bootRealGuest(dir: string, id: string): Promise<Firecracker> {
   const { rootfs } = await guestArtifacts();
   const disk = `${dir}/root.ext4`;
   const cp = await new Deno.Command("cp", { args: ["--sparse=always", rootfs, disk] }).output();
   assert(cp.success, "copy the golden image");
-  const vmm = await Firecracker.launch({
-    binary: FAKE_FIRECRACKER,
-    vmDir: dir,
-    id,
-    env: QEMU_ENV,
-    procs,
-  });
+  const vmm = await launchFake(dir, id);
   await vmm.configure(await spec(dir, disk));
   await vmm.start();
   await waitForSerial(dir, /login:/, 240_000);
@@ -119,13 +118,7 @@ gatedTest(
     withVmDir(async (dir) => {
       const blank = `${dir}/blank.img`;
       await Deno.writeFile(blank, new Uint8Array(4 * 1024 * 1024));
-      const vmm = await Firecracker.launch({
-        binary: FAKE_FIRECRACKER,
-        vmDir: dir,
-        id: "qemu-panic",
-        env: QEMU_ENV,
-        procs,
-      });
+      const vmm = await launchFake(dir, "qemu-panic");
       await vmm.configure(await spec(dir, blank));
       await vmm.start();
       assert(await vmm.waitForExit(120_000), "the VMM ends with the guest's reboot");
@@ -139,13 +132,7 @@ gatedTest(
   NEEDS,
   () =>
     withVmDir(async (dir) => {
-      const vmm = await Firecracker.launch({
-        binary: FAKE_FIRECRACKER,
-        vmDir: dir,
-        id: "qemu-kill",
-        env: QEMU_ENV,
-        procs,
-      });
+      const vmm = await launchFake(dir, "qemu-kill");
       const s = await spec(dir, `${dir}/none`);
       await Deno.writeFile(`${dir}/none`, new Uint8Array(4096));
       await vmm.configure(s);
@@ -178,13 +165,7 @@ gatedTest(
       assert(await first.waitForExit(10_000));
       await first.cleanup();
 
-      const second = await Firecracker.launch({
-        binary: FAKE_FIRECRACKER,
-        vmDir: dir,
-        id: "qemu-snap",
-        env: QEMU_ENV,
-        procs,
-      });
+      const second = await launchFake(dir, "qemu-snap");
       const loaded = await call(second.apiSocket, "PUT", "/snapshot/load", {
         snapshot_path: `${dir}/snap.state`,
         mem_backend: { backend_type: "File", backend_path: `${dir}/snap.mem` },
