@@ -189,6 +189,12 @@ export const workspaceCommand: CommandDef<CliEnv> = {
         });
         const patch = Uint8Array.from(atob(r.patch_base64), (c) => c.charCodeAt(0));
         const output = f.string("output");
+        if (output === undefined && env.stdoutIsTty && isBinaryPatch(patch)) {
+          throw new UsageError(
+            "The patch holds binary changes, which would garble this terminal: " +
+              "write it to a file with -o FILE (or redirect stdout)",
+          );
+        }
         if (output !== undefined) await Deno.writeFile(userPath(output), patch);
         else await writeAll(Deno.stdout, patch);
         if (!patch.length) env.err(`no changes since ${r.base_commit.slice(0, 12)}\n`);
@@ -264,4 +270,9 @@ async function writeAll(
   bytes: Uint8Array,
 ): Promise<void> {
   for (let off = 0; off < bytes.length;) off += await w.write(bytes.subarray(off));
+}
+
+/** Whether a patch carries binary hunks (git's base85 blocks, or raw NUL bytes). */
+function isBinaryPatch(patch: Uint8Array): boolean {
+  return patch.includes(0) || new TextDecoder().decode(patch).includes("\nGIT binary patch\n");
 }

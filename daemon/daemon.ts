@@ -64,7 +64,8 @@ export async function runDaemon(layout: Layout, options: DaemonOptions): Promise
   } catch (err) {
     // Started in the background, the daemon has no terminal: leave the reason where the
     // starting CLI looks for it.
-    await Deno.writeTextFile(daemonStartupLog(layout), `${errorMessage(err)}\n`, {
+    const hint = err instanceof BangerError && err.hint ? ` (${err.hint})` : "";
+    await Deno.writeTextFile(daemonStartupLog(layout), `${errorMessage(err)}${hint}\n`, {
       append: true,
     }).catch(() => {});
     throw err;

@@ -39,6 +39,8 @@ import { chooseVmm } from "./vmm/choice.ts";
 import { FirecrackerDriver } from "./vmm/firecracker.ts";
 import { JailedFirecrackerDriver } from "./vmm/jailed_firecracker.ts";
 import { QemuDriver } from "./vmm/qemu.ts";
+import { instanceFor } from "../host/instance.ts";
+import { startLogKeeper } from "./vm/log_keeper.ts";
 
 /** How long a guest may take to answer SSH after its VMM starts. */
 const BOOT_TIMEOUT_MS = 240_000;
@@ -89,7 +91,8 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
     catalogs,
     imageLimits: config.imageLimits,
   });
-  const net = new HostNetwork(ops, config, logger);
+  const instance = instanceFor(layout.stateDir);
+  const net = new HostNetwork(ops, config, logger, { instance, configFile: layout.configFile });
   const keyPath = config.sshKeyPath || defaultSshKey(layout);
   const guest = new GuestAccess(keyPath, knownHostsPath(layout), layout.runtimeDir);
   // The daemon cannot see /dev, /proc or /sys itself: the host is probed through `ops`.
@@ -110,6 +113,7 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
   };
   const vmDeps: VmDeps = {
     layout,
+    instance,
     config,
     store,
     ops,
@@ -132,6 +136,7 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
     controlDir: layout.runtimeDir,
     hosts: () => listVms(store).map((v) => ({ name: v.name, ip: v.guestIp })),
   });
+  let logKeeper: Disposable | undefined;
   const ctx = (): OpContext => ({
     opId: newOpId(),
     signal: new AbortController().signal,
@@ -162,8 +167,10 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
       );
       // Running VMs need their bridge; otherwise it waits for the first start.
       if (listVms(store).some((v) => v.status === "running")) await net.ready();
+      logKeeper = startLogKeeper(vmDeps, logger);
     },
     async shutdown() {
+      logKeeper?.[Symbol.dispose]();
       await net.stop();
     },
   };

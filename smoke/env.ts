@@ -6,6 +6,7 @@
  * @module
  */
 
+import { type Instance, instanceFor } from "../host/instance.ts";
 import { taskFlags } from "../tests/fixtures/banger_cli.ts";
 import { prepareMirror } from "./artifacts.ts";
 
@@ -107,6 +108,11 @@ export class SmokeEnv {
       stderr: "null",
     }).spawn();
     return env;
+  }
+
+  /** The banger instance of this home (its tap prefix and nft table). */
+  get instance(): Instance {
+    return instanceFor(`${this.home}/state`);
   }
 
   /** The daemon's environment for this VMM (the fake firecracker boots real guests in QEMU). */

@@ -1,12 +1,16 @@
 /**
- * Host integration scenarios: NAT rules, `.vm` DNS, ssh-config, host keys, doctor, and
- * surviving daemon restarts and crashes.
+ * Host integration scenarios: NAT rules, `.vm` DNS, ssh-config, host keys, doctor,
+ * surviving daemon restarts and crashes, and a second banger instance beside the first.
  *
  * @module
  */
 
 import { assert, assertEquals, assertStringIncludes } from "../tests/fixtures/assert.ts";
-import { diskHolders, expectOk, json, type Scenario } from "./scenario.ts";
+import { diskHolders, expectOk, json, type Scenario, type ScenarioContext } from "./scenario.ts";
+import { taskFlags } from "../tests/fixtures/banger_cli.ts";
+import { instanceFor } from "../host/instance.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
 
 interface VmJson {
   id: string;
@@ -30,7 +34,8 @@ export const HOST_SCENARIOS: Scenario[] = [
         await c.ok(["vm", "create", "--name", c.vmName("nonat"), "--json"]),
       );
       assertEquals(without.status, "running", "the VM without NAT runs too");
-      const rules = (await c.env.exec(["nft", "-j", "list", "table", "ip", "banger"])).stdout;
+      const rules =
+        (await c.env.exec(["nft", "-j", "list", "table", "ip", c.env.instance.nftTable])).stdout;
       const mine = natRules(rules, withNat.id);
       assertEquals(mine.length > 0, true, `a rule for the VM with --nat: ${rules}`);
       assert(
@@ -40,7 +45,8 @@ export const HOST_SCENARIOS: Scenario[] = [
       assertStringIncludes(JSON.stringify(mine), withNat.guest_ip);
       assertEquals(natRules(rules, without.id), [], "no rule for the running VM without --nat");
       await c.ok(["vm", "delete", withNat.name, without.name]);
-      const after = (await c.env.exec(["nft", "-j", "list", "table", "ip", "banger"])).stdout;
+      const after =
+        (await c.env.exec(["nft", "-j", "list", "table", "ip", c.env.instance.nftTable])).stdout;
       assert(!after.includes(`banger-vm:${withNat.id}`), "delete removed the rule");
     },
   },
@@ -199,8 +205,92 @@ export const HOST_SCENARIOS: Scenario[] = [
       );
       // No VM is left, so every tap is one of the pool's idle ones (tap_pool_size = 2).
       assert(tapNames.length <= 2, `taps beyond the idle pool are left: ${tapNames.join(", ")}`);
-      const rules = (await c.env.exec(["nft", "-j", "list", "table", "ip", "banger"])).stdout;
+      const rules =
+        (await c.env.exec(["nft", "-j", "list", "table", "ip", c.env.instance.nftTable])).stdout;
       assertEquals(natRules(rules, shown.id), [], "no NAT rule left for the VM");
+    },
+  },
+  {
+    name: "two_instances",
+    description:
+      "a second daemon with the first's network is refused naming it; with its own it runs a VM, and the first's VM, NAT rule and taps survive",
+    class: "global",
+    async run(c) {
+      const first = json<VmJson>(
+        await c.ok(["vm", "create", "--name", c.vmName("one"), "--nat", "--json"]),
+      );
+      const mine = c.env.instance;
+      const before = await hostState(c, first.id);
+      assert(before.nat, "the first VM's NAT rule is installed");
+      const home = `${c.scratch}/second`;
+      await Deno.mkdir(`${home}/config`, { recursive: true, mode: 0o700 });
+      const base = await Deno.readTextFile(`${c.env.home}/config/config.toml`);
+      const second = (args: string[]) =>
+        c.env.exec(["deno", "run", ...taskFlags(), `${ROOT}main.ts`, ...args], {
+          env: { BANGER_HOME: home },
+          timeoutMs: 300_000,
+        });
+      const refusals: [string, string, RegExp][] = [
+        [
+          "the same config",
+          base,
+          new RegExp(`bridge "${c.env.bridge}" belongs to banger instance ${mine.id}`),
+        ],
+        [
+          "another bridge on the same CIDR",
+          base.replace(/bridge_name = .*/, 'bridge_name = "bg-second"'),
+          new RegExp(
+            `routed through "${c.env.bridge}" \\(the bridge of banger instance ${mine.id}`,
+          ),
+        ],
+        [
+          "its own network but the same DNS port",
+          base.replace(/bridge_name = .*/, 'bridge_name = "bg-second"') +
+          'cidr = "172.16.77.0/24"\nbridge_ip = "172.16.77.1"\n',
+          /Cannot serve the \.vm zone on 127\.0\.0\.1:\d+.*dns_listen/,
+        ],
+      ];
+      for (const [what, config, message] of refusals) {
+        await Deno.writeTextFile(`${home}/config/config.toml`, moveTables(config));
+        const r = await second(["vm", "list"]);
+        assert(r.code !== 0, `${what}: the second daemon was refused`);
+        assert(message.test(r.stderr), `${what}: ${r.stderr.trim()}`);
+      }
+      survived(before, await hostState(c, first.id), "after the refusals");
+      await Deno.writeTextFile(
+        `${home}/config/config.toml`,
+        moveTables(
+          base.replace(/bridge_name = .*/, 'bridge_name = "bg-second"')
+            .replace(
+              /dns_listen = "127\.0\.0\.1:(\d+)"/,
+              (_, p) => `dns_listen = "127.0.0.1:${Number(p) + 1}"`,
+            ) +
+            'cidr = "172.16.77.0/24"\nbridge_ip = "172.16.77.1"\n',
+        ),
+      );
+      const other = json<VmJson>(
+        expectOk(
+          await second(["vm", "create", "--name", "two", "--nat", "--json"]),
+          "second create",
+        ),
+      );
+      assert(
+        other.guest_ip.startsWith("172.16.77."),
+        `the second instance's own CIDR: ${other.guest_ip}`,
+      );
+      expectOk(await second(["vm", "delete", "two"]), "second delete");
+      expectOk(await second(["daemon", "stop"]), "second stop");
+      const taps = (await c.env.exec(["ip", "-o", "link", "show"])).stdout;
+      assert(
+        !taps.includes(instanceFor(`${home}/state`).tapPrefix),
+        `the second left no tap: ${taps}`,
+      );
+      survived(before, await hostState(c, first.id), "after the second's start, run and stop");
+      assertEquals(
+        (await c.ok(["vm", "ssh", first.name, "--", "echo", "still-here"])).stdout.trim(),
+        "still-here",
+      );
+      await c.ok(["vm", "delete", first.name]);
     },
   },
 ];
@@ -210,4 +300,39 @@ function natRules(nftJson: string, id: string): unknown[] {
   if (!nftJson.trim()) return [];
   const doc = JSON.parse(nftJson) as { nftables: { rule?: { comment?: string } }[] };
   return doc.nftables.filter((e) => e.rule?.comment?.includes(`banger-vm:${id}`));
+}
+
+/** What the first instance has on the host: its taps, its VM's VMM and its NAT rule. */
+async function hostState(
+  c: ScenarioContext,
+  vmId: string,
+): Promise<HostState> {
+  const links = (await c.env.exec(["ip", "-o", "link", "show"])).stdout;
+  const taps = [...links.matchAll(/^\d+: ([^:@]+)/gm)].map((m) => m[1])
+    .filter((n) => n.startsWith(c.env.instance.tapPrefix)).sort();
+  const shown = json<VmJson>(await c.ok(["vm", "show", vmId, "--json"]));
+  const rules = (await c.env.exec(["nft", "-j", "list", "table", "ip", c.env.instance.nftTable]))
+    .stdout;
+  return { taps, pid: shown.pid, nat: rules.includes(`banger-vm:${vmId}`) };
+}
+
+interface HostState {
+  taps: string[];
+  pid?: number;
+  nat: boolean;
+}
+
+/** The VM runs in the same VMM, its NAT rule is there, and no tap it had is gone. */
+function survived(before: HostState, after: HostState, when: string): void {
+  assertEquals([after.pid, after.nat], [before.pid, true], `the first VM and its NAT, ${when}`);
+  const lost = before.taps.filter((t) => !after.taps.includes(t));
+  assertEquals(lost, [], `no tap of the first instance lost ${when}`);
+}
+
+/** The second home's config keeps every line but the ones under test. */
+function moveTables(config: string): string {
+  // Keys after a [table] header would belong to it: put the top-level network keys first.
+  const lines = config.split("\n");
+  const top = lines.filter((l) => /^(cidr|bridge_ip) =/.test(l));
+  return [...top, ...lines.filter((l) => !/^(cidr|bridge_ip) =/.test(l))].join("\n");
 }

@@ -14,6 +14,7 @@ import { DnsServer } from "../dns/server.ts";
 import type { Logger } from "../logger.ts";
 import { TapPool } from "./tap_pool.ts";
 import { BangerError } from "../../host/errors.ts";
+import type { Instance } from "../../host/instance.ts";
 
 /** A network resource that cannot be had. */
 export class NetworkError extends BangerError {}
@@ -27,11 +28,21 @@ export class HostNetwork {
   readonly #log: Logger;
   #ready?: Promise<void>;
 
-  constructor(ops: PrivilegedOps, config: Config, log: Logger) {
+  readonly #instance: Instance;
+  readonly #configFile: string;
+
+  constructor(
+    ops: PrivilegedOps,
+    config: Config,
+    log: Logger,
+    where: { instance: Instance; configFile: string },
+  ) {
     this.#ops = ops;
     this.#config = config;
     this.#log = log;
-    this.taps = new TapPool(ops, config.bridgeName, config.tapPoolSize, log);
+    this.#instance = where.instance;
+    this.#configFile = where.configFile;
+    this.taps = new TapPool(ops, where.instance, config.bridgeName, config.tapPoolSize, log);
     this.dns = new DnsServer({ logger: log });
   }
 
@@ -46,15 +57,39 @@ export class HostNetwork {
   }
 
   /**
-   * Starts the DNS server. A DNS port that is taken is logged, not fatal: VMs work
-   * without name resolution, and doctor reports it. The bridge is not touched here: a
-   * daemon that never starts a VM changes nothing on the host's network.
+   * Refuses to start when another banger instance (or any other interface) holds this
+   * instance's bridge, CIDR or DNS port, naming the holder and the setting to change;
+   * then serves DNS. Nothing on the host is changed before these checks pass, and the
+   * bridge is not touched here at all: a daemon that never starts a VM changes nothing
+   * on the host's network.
+   *
+   * @throws {NetworkError} `conflict`.
    */
   async start(): Promise<void> {
+    const c = this.#config;
+    const check = await this.#ops.checkGuestNetwork({ bridgeName: c.bridgeName, cidr: c.cidr });
+    if (check.conflict) {
+      const free = check.freeCidr ?? "172.16.1.0/24";
+      const gateway = free.replace(/\.0\/24$/, ".1");
+      throw new NetworkError(
+        `Cannot start banger instance ${check.instanceId} (state dir ${this.#instance.stateDir}): ${check.conflict}`,
+        {
+          code: "conflict",
+          hint: `give this instance a network of its own in ${this.#configFile}, e.g. ` +
+            `bridge_name = "bg-br${check.instanceId}", cidr = "${free}", bridge_ip = "${gateway}"`,
+        },
+      );
+    }
     try {
-      await this.dns.start(this.#config.dnsListen);
+      await this.dns.start(c.dnsListen);
     } catch (err) {
-      this.#log.warn("dns server not started", { error: errorMessage(err) });
+      const at = `${c.dnsListen.host}:${c.dnsListen.port}`;
+      throw new NetworkError(`Cannot serve the .vm zone on ${at}: ${errorMessage(err)}`, {
+        code: "conflict",
+        hint: `another banger instance (or another program) holds that port: set dns_listen ` +
+          `in ${this.#configFile} to a free port`,
+        cause: err,
+      });
     }
   }
 

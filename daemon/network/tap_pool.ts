@@ -6,16 +6,17 @@
  * @module
  */
 
-import { errorMessage } from "../../host/errors.ts";
+import { BangerError, errorMessage } from "../../host/errors.ts";
 import type { PrivilegedOps } from "../../host/privileged/privileged_ops.ts";
 import type { Logger } from "../logger.ts";
 import { Semaphore } from "../locks.ts";
-
-const PREFIX = "bg-tap";
-const MAX_INDEX = 999_999_999;
+import { type Instance, MAX_TAP_INDEX, tapIndex } from "../../host/instance.ts";
 const WARM_CONCURRENCY = 4;
 
-/** Owns banger's taps: which are idle, which are in use. */
+/**
+ * Owns this instance's taps (`<tapPrefix><index>`): which are idle, which are in use. Taps
+ * of other instances are never adopted, reused or deleted.
+ */
 export class TapPool {
   // #idle, #inUse and #next are plain fields mutated synchronously; the async create and
   // delete calls happen outside those mutations, so no lock is needed (single thread).
@@ -25,12 +26,20 @@ export class TapPool {
   #warming?: Promise<void>;
   readonly #warmers = new Semaphore(WARM_CONCURRENCY, "a tap warm-up slot");
   readonly #ops: PrivilegedOps;
+  readonly #instance: Instance;
   readonly #bridge: string;
   readonly #size: number;
   readonly #log: Logger;
 
-  constructor(ops: PrivilegedOps, bridge: string, size: number, log: Logger) {
+  constructor(
+    ops: PrivilegedOps,
+    instance: Instance,
+    bridge: string,
+    size: number,
+    log: Logger,
+  ) {
     this.#ops = ops;
+    this.#instance = instance;
     this.#bridge = bridge;
     this.#size = size;
     this.#log = log;
@@ -50,8 +59,9 @@ export class TapPool {
     for (const name of used) this.#inUse.add(name);
     const existing = await this.#ops.listTaps();
     for (const t of existing) {
-      const n = indexOf(t.name);
-      if (n !== undefined) this.#next = Math.max(this.#next, n + 1);
+      const n = tapIndex(this.#instance, t.name);
+      if (n === undefined) continue; // another instance's
+      this.#next = Math.max(this.#next, n + 1);
       if (used.has(t.name) || this.#idle.includes(t.name)) continue;
       if (this.#idle.length < this.#size) this.#idle.push(t.name);
       else await this.#delete(t.name);
@@ -116,10 +126,21 @@ export class TapPool {
   }
 
   async #create(): Promise<string> {
-    const name = `${PREFIX}${this.#next++}`;
-    if (this.#next > MAX_INDEX) this.#next = 0;
+    const name = this.#nextFreeName();
     await this.#ops.createTap({ name, bridge: this.#bridge });
     return name;
+  }
+
+  /** The next index not held by an idle or in-use tap, wrapping at the name's limit. */
+  #nextFreeName(): string {
+    for (let tries = 0; tries <= MAX_TAP_INDEX; tries++) {
+      if (this.#next > MAX_TAP_INDEX) this.#next = 0;
+      const name = `${this.#instance.tapPrefix}${this.#next++}`;
+      if (!this.#inUse.has(name) && !this.#idle.includes(name)) return name;
+    }
+    throw new BangerError(`Cannot name a new tap: all ${MAX_TAP_INDEX + 1} names are in use`, {
+      code: "unavailable",
+    });
   }
 
   async #delete(name: string): Promise<void> {
@@ -129,9 +150,4 @@ export class TapPool {
       this.#log.warn("tap delete failed", { tap: name, error: errorMessage(err) });
     }
   }
-}
-
-function indexOf(name: string): number | undefined {
-  const m = /^bg-tap(\d+)$/.exec(name);
-  return m ? Number(m[1]) : undefined;
 }

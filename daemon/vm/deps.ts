@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { Instance } from "../../host/instance.ts";
 import type { Layout } from "../../host/layout.ts";
 import type { PrivilegedOps } from "../../host/privileged/privileged_ops.ts";
 import type { Store } from "../../store/db.ts";
@@ -23,6 +24,8 @@ export interface FaultInjector {
 /** Dependencies of the VM lifecycle. */
 export interface VmDeps {
   layout: Layout;
+  /** This instance's names on the host (taps, nft table, vsock CIDs). */
+  instance: Instance;
   config: Config;
   store: Store;
   ops: PrivilegedOps;

@@ -7,7 +7,12 @@
  * @module
  */
 
-import { collectOutput, type RunResult, type StdinSource } from "../../host/os/exec.ts";
+import {
+  collectOutput,
+  OutputTooLargeError,
+  type RunResult,
+  type StdinSource,
+} from "../../host/os/exec.ts";
 import { connectVsock } from "../../host/vmm/vsock.ts";
 import { vmFiles } from "../../host/layout.ts";
 import {
@@ -39,7 +44,16 @@ export interface GuestExecOptions {
   stdin?: StdinSource;
   /** How long ssh may take to connect when there is no master. @default {3} */
   connectTimeoutS?: number;
+  /**
+   * The most stdout the daemon holds for one guest command; past it the command is killed
+   * and the call fails `too_large` (a guest printing gigabytes never fills the daemon's
+   * memory). @default {GUEST_OUTPUT_LIMIT}
+   */
+  maxStdout?: number;
 }
+
+/** The most stdout one guest command may print to the daemon: 64 MiB. */
+export const GUEST_OUTPUT_LIMIT = 64 << 20;
 
 /** SSH and agent access to guests. */
 export class GuestAccess {
@@ -83,7 +97,20 @@ export class GuestAccess {
       stderr: "piped",
       signal: combine(o.signal, o.timeoutMs),
     }).spawn();
-    const out = await collectOutput(child, o.stdin);
+    const out = await collectOutput(child, o.stdin, {
+      maxStdout: o.maxStdout ?? GUEST_OUTPUT_LIMIT,
+      maxStderrTail: 64 << 10,
+    }).catch((err) => {
+      if (err instanceof OutputTooLargeError) {
+        throw new SshError(
+          `"${command.join(" ").slice(0, 80)}" in "${vm.name}" printed more than ${
+            o.maxStdout ?? GUEST_OUTPUT_LIMIT
+          } bytes; it was stopped`,
+          { code: "too_large", cause: err },
+        );
+      }
+      throw err;
+    });
     const stderr = new TextDecoder().decode(out.stderr);
     if (out.code === 255) {
       if (isHostKeyMismatch(stderr)) throw this.#hostKeyChanged(vm);

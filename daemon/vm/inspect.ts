@@ -5,6 +5,7 @@
  * @module
  */
 
+import { readFrom, readTail } from "../../host/os/log_file.ts";
 import { vmFiles } from "../../host/layout.ts";
 import { sshArgs } from "../../host/ssh/ssh.ts";
 import { getImageById } from "../../store/images.ts";
@@ -16,6 +17,9 @@ import type { VmDeps } from "./deps.ts";
 import { assertStatus } from "./vm_service.ts";
 import { guestRef } from "./stop.ts";
 import { vmView } from "./views.ts";
+
+/** The most of the console one `vm logs` answer carries. */
+const LOG_CHUNK_BYTES = 1 << 20;
 
 /** The view of `vm`, with `errors` for whatever is inconsistent (status `broken`). */
 export async function inspectVm(vm: VmRecord, deps: VmDeps): Promise<VmView> {
@@ -38,22 +42,18 @@ export async function readLogs(
   req: { lines?: number; offset?: number },
 ): Promise<{ text: string; offset: number; running: boolean }> {
   const path = `${vm.runtime.vmDir}/${vmFiles.serialLog}`;
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch {
-    bytes = new Uint8Array();
-  }
   const running = vm.status === "running" || vm.status === "starting";
   if (req.offset !== undefined) {
-    const start = req.offset > bytes.length ? 0 : req.offset;
-    return { text: new TextDecoder().decode(bytes.subarray(start)), offset: bytes.length, running };
+    // A follower asks again from the returned offset: never more than a chunk at once.
+    const { bytes, offset } = await readFrom(path, req.offset, LOG_CHUNK_BYTES);
+    return { text: new TextDecoder().decode(bytes), offset, running };
   }
+  const { bytes, size } = await readTail(path, LOG_CHUNK_BYTES);
   const text = new TextDecoder().decode(bytes);
   const all = text.split("\n");
   const n = req.lines ?? 200;
   const tail = all.slice(Math.max(0, all.length - n - (text.endsWith("\n") ? 1 : 0))).join("\n");
-  return { text: tail, offset: bytes.length, running };
+  return { text: tail, offset: size, running };
 }
 
 /** Process and VMM figures. */

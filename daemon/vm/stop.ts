@@ -130,6 +130,7 @@ export async function teardownVm(
   const h = await deps.handles.read(vm);
   const driver = deps.driver(vm.spec.vmm);
   const dir = vm.runtime.vmDir;
+  let vmmGone = false;
   await attempt("vmm", async () => {
     const pid = h.pid ?? await driver.findPid(dir);
     if (pid !== undefined && (await driver.alive(pid, dir))) {
@@ -139,6 +140,7 @@ export async function teardownVm(
     await driver.cleanup(dir);
     await deps.guest.closeMaster(guestRef(vm));
     vm = await deps.handles.update(vm, { pid: undefined });
+    vmmGone = true;
   });
   deps.net.dns.remove(vm.name);
   await attempt("nat", async () => {
@@ -146,6 +148,8 @@ export async function teardownVm(
     vm = await deps.handles.update(vm, { natInstalled: undefined });
   });
   await attempt("tap", async () => {
+    // A VMM that may still run still holds its tap: it must never reach another VM.
+    if (h.tap && !vmmGone) throw new Error(`kept ${h.tap}: its VMM may still hold it`);
     if (h.tap) await deps.net.taps.release(h.tap);
     vm = await deps.handles.update(vm, { tap: undefined });
   });

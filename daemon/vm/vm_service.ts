@@ -63,8 +63,6 @@ export interface BulkOutcome {
   error?: unknown;
 }
 
-const MIN_CID = 3;
-
 /**
  * Throws {@linkcode VmStateError} unless `vm.status` is one of `allowed`.
  *
@@ -180,7 +178,9 @@ export class VmService {
         }
         const used = usedAddresses(db);
         const guestIp = d.net.allocateIp(used.ips);
-        let cid = MIN_CID;
+        // The instance's own CID block: vhost-vsock CIDs are host-wide, so two instances
+        // (or their VMs beside other VMs, which start at 3) never clash.
+        let cid = d.instance.firstCid;
         while (used.cids.has(cid)) cid++;
         const id = randomId();
         const now = new Date().toISOString();

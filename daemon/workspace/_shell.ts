@@ -14,6 +14,8 @@ export interface GuestShellRunOptions {
   stdin?: ReadableStream<Uint8Array>;
   /** Stops the command when aborted. */
   signal?: AbortSignal;
+  /** The most stdout held; past it the command is stopped (`too_large`). */
+  maxStdout?: number;
 }
 
 /** What a guest command produced; a non-zero `code` is not an error here. */

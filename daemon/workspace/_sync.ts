@@ -238,10 +238,27 @@ export async function exportWorkspace(
       code: "invalid_argument",
     });
   }
-  const res = await shell.run(exportPatch(checkGuestPath(guestPath), base), { signal });
+  const res = await shell.run(exportPatch(checkGuestPath(guestPath), base), {
+    signal,
+    maxStdout: EXPORT_LIMIT,
+  }).catch((err) => {
+    if (!(err instanceof BangerError) || err.code !== "too_large") throw err;
+    throw new WorkspaceError(
+      `Cannot export the changes in "${guestPath}": the patch is larger than ${
+        EXPORT_LIMIT >> 20
+      } MiB`,
+      {
+        code: "too_large",
+        hint: "copy large files out another way (scp), or delete them in the guest",
+      },
+    );
+  });
   check(`export the changes in "${guestPath}"`, res);
   return res.stdout;
 }
+
+/** The largest patch `export` brings back (it travels whole, as one answer). */
+export const EXPORT_LIMIT = 128 << 20;
 
 /** `tar` writing an archive of the NUL-separated names on stdin, owned by root. */
 const TAR_ARGS = [

@@ -175,8 +175,10 @@ export interface AttachLoopOptions {
 }
 
 /**
- * Attaches `file` to a free loop device. Losing the race between `LOOP_CTL_GET_FREE` and
- * `LOOP_CONFIGURE` to another process (EBUSY) just asks for the next free device.
+ * Attaches `backingFile` to a free loop device: a path, or a descriptor already open in
+ * the right mode (then that very inode is attached, whatever its path has become). Losing
+ * the race between `LOOP_CTL_GET_FREE` and `LOOP_CONFIGURE` to another process (EBUSY)
+ * just asks for the next free device.
  *
  * @throws {LoopError} when the file cannot be opened or no device can be configured.
  * @example
@@ -185,34 +187,47 @@ export interface AttachLoopOptions {
  * loop.device.path; // "/dev/loop3"
  * ```
  */
-export function attachLoop(file: string, options: AttachLoopOptions = {}): LoopAttachment {
+export function attachLoop(
+  backingFile: string | Fd,
+  options: AttachLoopOptions = {},
+): LoopAttachment {
   const readOnly = options.readOnly ?? false;
   const autoclear = options.autoclear ?? false;
   const mode = readOnly ? O_RDONLY : O_RDWR;
   const flags = (readOnly ? LO_FLAGS_READ_ONLY : 0) | (autoclear ? LO_FLAGS_AUTOCLEAR : 0);
+  const file = typeof backingFile === "string" ? backingFile : backingFile.path;
   try {
-    using backing = Fd.open(file, mode, "open backing file");
-    using control = Fd.open(LOOP_CONTROL, O_RDWR, "open loop control device");
-    for (let attempt = 1;; attempt++) {
-      const index = control.ioctlInt(LOOP_CTL_GET_FREE, 0, "find a free loop device with");
-      const path = `/dev/loop${index}`;
-      let dev: Fd | undefined;
-      try {
-        dev = Fd.open(path, mode, "open loop device");
-        const config = encodeLoopConfig({ fd: backing.fd, blockSize: 0, flags, fileName: file });
-        dev.ioctlPtr(LOOP_CONFIGURE, config, "configure loop device");
-        return new LoopAttachment({ path, backingFile: file, readOnly, autoclear }, dev);
-      } catch (err) {
-        dev?.close();
-        if (attempt < ATTACH_ATTEMPTS && lostRace(err)) continue;
-        throw err;
-      }
-    }
+    if (typeof backingFile !== "string") return configureFree(backingFile, mode, flags);
+    using backing = Fd.open(backingFile, mode, "open backing file");
+    return configureFree(backing, mode, flags);
   } catch (err) {
     throw new LoopError(`Cannot attach a loop device to "${file}": ${because(err)}`, {
       code: err instanceof LibcError ? err.code : "internal",
       cause: err,
     });
+  }
+}
+
+/** Configures the next free loop device with `backing`, retrying a lost race. */
+function configureFree(backing: Fd, mode: number, flags: number): LoopAttachment {
+  const readOnly = (flags & LO_FLAGS_READ_ONLY) !== 0;
+  const autoclear = (flags & LO_FLAGS_AUTOCLEAR) !== 0;
+  const file = backing.path;
+  using control = Fd.open(LOOP_CONTROL, O_RDWR, "open loop control device");
+  for (let attempt = 1;; attempt++) {
+    const index = control.ioctlInt(LOOP_CTL_GET_FREE, 0, "find a free loop device with");
+    const path = `/dev/loop${index}`;
+    let dev: Fd | undefined;
+    try {
+      dev = Fd.open(path, mode, "open loop device");
+      const config = encodeLoopConfig({ fd: backing.fd, blockSize: 0, flags, fileName: file });
+      dev.ioctlPtr(LOOP_CONFIGURE, config, "configure loop device");
+      return new LoopAttachment({ path, backingFile: file, readOnly, autoclear }, dev);
+    } catch (err) {
+      dev?.close();
+      if (attempt < ATTACH_ATTEMPTS && lostRace(err)) continue;
+      throw err;
+    }
   }
 }
 

@@ -3,9 +3,9 @@
  * the owner, who could swap a component for a symlink between the helper's path check
  * and its use; so every file here is reached through descriptors opened with openat2
  * `RESOLVE_NO_SYMLINKS` ({@linkcode PinnedDir}), and the result is handed to the owner
- * with fchown. A dm-snapshot disk (made by `host/disk/rootdisk.ts` by path) is checked after
- * the fact: each loop must be backed by exactly the file it was asked for, or the disk is
- * released again before anyone could write to it.
+ * with fchown. Every file used must be a regular file of the owner with one link (a hard
+ * link the owner made to a root-only file comes back refused, not readable), and a dm
+ * snapshot's loops are configured from those very descriptors.
  *
  * @module
  */
@@ -21,6 +21,7 @@ import {
   Fd,
   LibcError,
   O_RDONLY,
+  O_RDWR,
   O_WRONLY,
   RESOLVE_NO_MAGICLINKS,
   RESOLVE_NO_SYMLINKS,
@@ -29,10 +30,10 @@ import {
 } from "../os/libc.ts";
 import { PinnedDir } from "../os/pinned_dir.ts";
 import {
-  createRootDisk,
   type CreateRootDiskOptions,
   releaseRootDisk,
   type RootDiskHandle,
+  snapshotOver,
   type StrategyReport,
 } from "./rootdisk.ts";
 
@@ -67,7 +68,7 @@ export async function createOwnedRootDisk(
   try {
     ensureOwnedDir(options.vmDir, owner);
     const dm = options.strategy ?? (deviceMapperSupport().available ? "dm-snapshot" : undefined);
-    if (dm === "dm-snapshot") return await ownedSnapshot(options, owner);
+    if (dm === "dm-snapshot") return ownedSnapshot(options, owner);
     return await ownedCopy(options, owner);
   } catch (err) {
     throw wrap(`Cannot create the root disk of VM "${options.id}"`, err);
@@ -156,12 +157,12 @@ async function ownedCopy(o: CreateRootDiskOptions, owner: FileOwner): Promise<Ro
   const reused = openIfPresent(dir, vmFiles.rootCopy);
   if (reused) {
     using file = reused;
-    const st = requireRegular(file);
+    const st = requireOwned(file, owner);
     const used = o.strategy ?? (probeReflinkIn(dir) === undefined ? "reflink" : "sparse-copy");
     return { ...base, strategy: used, sizeBytes: st.size };
   }
   using from = Fd.openAt(undefined, o.baseImage, O_RDONLY, STRICT, "open base image");
-  const st = requireRegular(from);
+  const st = requireOwned(from, owner);
   const tmp = `${vmFiles.rootCopy}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   let used: "reflink" | "sparse-copy" = "sparse-copy";
   try {
@@ -197,51 +198,53 @@ function clone(from: Fd, to: Fd, required: boolean): boolean {
   }
 }
 
-async function ownedSnapshot(o: CreateRootDiskOptions, owner: FileOwner): Promise<RootDiskHandle> {
-  const cow = `${o.vmDir}/${vmFiles.rootCow}`;
-  {
-    using dir = PinnedDir.open(o.vmDir);
-    const existing = openIfPresent(dir, vmFiles.rootCow);
-    if (existing) {
-      requireRegular(existing);
-      existing.close();
-    } else {
-      using file = dir.createFile(vmFiles.rootCow, O_WRONLY, 0o600);
-      file.truncate(o.cowBytes, "size COW file");
-      file.chown(owner.uid, owner.gid);
-    }
+function ownedSnapshot(o: CreateRootDiskOptions, owner: FileOwner): RootDiskHandle {
+  using dir = PinnedDir.open(o.vmDir);
+  using base = Fd.openAt(undefined, o.baseImage, O_RDONLY, STRICT, "open base image");
+  requireOwned(base, owner);
+  let cow = openIfPresent(dir, vmFiles.rootCow, O_RDWR);
+  const made = cow === undefined;
+  if (!cow) {
+    cow = dir.createFile(vmFiles.rootCow, O_RDWR, 0o600);
+    cow.truncate(o.cowBytes, "size COW file");
+    cow.chown(owner.uid, owner.gid);
   }
-  const handle = await createRootDisk({ ...o, strategy: "dm-snapshot" });
-  const expected = [o.baseImage, cow];
-  const backed = handle.loops.map((l) => l.backingFile);
-  if (backed.length !== 2 || backed.some((b, i) => b !== expected[i])) {
-    await releaseRootDisk(handle).catch(() => {});
-    throw new OwnedRootDiskError(
-      `Cannot create the root disk of VM "${o.id}": its loops are backed by ${
-        backed.map((b) => `"${b}"`).join(", ")
-      }, not by ${expected.map((b) => `"${b}"`).join(", ")} (a path was swapped)`,
-      { code: "permission_denied" },
-    );
+  try {
+    requireOwned(cow, owner);
+    const handle = snapshotOver(o.id, base, cow);
+    using device = Fd.open(handle.devicePath, O_RDONLY, "open root disk device");
+    device.chown(owner.uid, owner.gid);
+    return handle;
+  } catch (err) {
+    if (made) dir.remove(vmFiles.rootCow);
+    throw err;
+  } finally {
+    cow.close();
   }
-  using device = Fd.open(handle.devicePath, O_RDONLY, "open root disk device");
-  device.chown(owner.uid, owner.gid);
-  return handle;
 }
 
-function openIfPresent(dir: PinnedDir, name: string): Fd | undefined {
+function openIfPresent(dir: PinnedDir, name: string, flags = O_RDONLY): Fd | undefined {
   try {
-    return dir.openFile(name, O_RDONLY);
+    return dir.openFile(name, flags);
   } catch (err) {
     if (err instanceof LibcError && err.errno === Errno.ENOENT) return undefined;
     throw err;
   }
 }
 
-function requireRegular(fd: Fd): { size: number } {
+/** Refuses anything but a regular file of `owner` with exactly one link. */
+function requireOwned(fd: Fd, owner: FileOwner): { size: number } {
   const st = fd.stat();
-  if ((st.mode & S_IFMT) !== S_IFREG) {
-    throw new OwnedRootDiskError(`Cannot use "${fd.path}": it is not a regular file`, {
-      code: "invalid_argument",
+  const problem = (st.mode & S_IFMT) !== S_IFREG
+    ? "it is not a regular file"
+    : st.uid !== owner.uid
+    ? `it belongs to uid ${st.uid}, not to the owner (uid ${owner.uid})`
+    : st.nlink !== 1
+    ? `it has ${st.nlink} hard links (a root disk's files have one)`
+    : undefined;
+  if (problem) {
+    throw new OwnedRootDiskError(`Cannot use "${fd.path}" for a root disk: ${problem}`, {
+      code: "permission_denied",
     });
   }
   return st;

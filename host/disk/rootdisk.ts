@@ -19,14 +19,16 @@ import { dirname } from "node:path";
 import { aggregateErrors, BangerError } from "../errors.ts";
 import { bytesToSectors, deviceMapperSupport, dmCreate, dmRemove, planSnapshot } from "./dm.ts";
 import { vmFiles } from "../layout.ts";
+import { dmBackingFiles } from "./dm_sysfs.ts";
 import { copyImage, FICLONE, probeReflink } from "./file_copy.ts";
-import { because } from "../os/libc.ts";
+import { because, Fd, O_RDONLY, O_RDWR } from "../os/libc.ts";
 import {
   attachLoop,
   blockDeviceSize,
   detachLoop,
   type LoopAttachment,
   loopBackingFile,
+  loopStatus,
 } from "./loop.ts";
 import * as s from "../schema.ts";
 
@@ -169,31 +171,58 @@ async function sizeOf(path: string): Promise<number> {
   return (await Deno.stat(path)).size;
 }
 
-/** The dm-snapshot strategy; undoes its own steps in reverse on failure. */
+/** The dm-snapshot strategy by path (root's own files); a COW it made is removed on failure. */
 async function createSnapshot(options: CreateRootDiskOptions): Promise<RootDiskHandle> {
-  const name = `bg-root-${options.id}`;
   const vmFile = `${options.vmDir}/${vmFiles.rootCow}`;
-  const undo: (() => Promise<unknown> | unknown)[] = [];
-  const attachments: LoopAttachment[] = [];
+  let made = false;
   try {
     if (!(await exists(vmFile))) {
       await Deno.mkdir(dirname(vmFile), { recursive: true });
       using cow = await Deno.open(vmFile, { write: true, createNew: true, mode: 0o600 });
       await cow.truncate(options.cowBytes);
-      undo.push(() => Deno.remove(vmFile));
+      made = true;
     }
-    const base = attachLoop(options.baseImage, { readOnly: true, autoclear: true });
-    attachments.push(base);
-    const cow = attachLoop(vmFile, { autoclear: true });
-    attachments.push(cow);
+    using base = Fd.open(options.baseImage, O_RDONLY, "open base image");
+    using cow = Fd.open(vmFile, O_RDWR, "open COW file");
+    return snapshotOver(options.id, base, cow);
+  } catch (err) {
+    if (made) await Deno.remove(vmFile).catch(() => {});
+    if (err instanceof RootDiskError) throw err;
+    throw new RootDiskError(`Cannot create dm snapshot "bg-root-${options.id}": ${because(err)}`, {
+      code: err instanceof BangerError ? err.code : "internal",
+      cause: err,
+    });
+  }
+}
+
+/**
+ * A persistent dm snapshot `bg-root-<id>` of the open `base` (read-only) with the open
+ * `cow`: each loop is configured from its descriptor and then checked, by device and
+ * inode, to be backed by exactly that file. Undoes its own steps in reverse on failure.
+ *
+ * @throws {RootDiskError} naming the snapshot.
+ */
+export function snapshotOver(id: string, base: Fd, cow: Fd): RootDiskHandle {
+  const name = `bg-root-${id}`;
+  const undo: (() => unknown)[] = [];
+  const attachments: LoopAttachment[] = [];
+  try {
+    removeStaleSnapshot(name, [base.path, cow.path]);
+    const baseLoop = attachLoop(base, { readOnly: true, autoclear: true });
+    attachments.push(baseLoop);
+    const cowLoop = attachLoop(cow, { autoclear: true });
+    attachments.push(cowLoop);
+    for (const [loop, file] of [[baseLoop, base], [cowLoop, cow]] as const) {
+      requireBackedBy(loop.device.path, file);
+    }
     const plan = planSnapshot({
-      origin: base.device.path,
-      cow: cow.device.path,
-      originSectors: bytesToSectors(blockDeviceSize(base.device.path)),
-      cowSectors: bytesToSectors(blockDeviceSize(cow.device.path)),
+      origin: baseLoop.device.path,
+      cow: cowLoop.device.path,
+      originSectors: bytesToSectors(blockDeviceSize(baseLoop.device.path)),
+      cowSectors: bytesToSectors(blockDeviceSize(cowLoop.device.path)),
     });
     const dmNames: string[] = [];
-    let origin = base.device.path;
+    let origin = baseLoop.device.path;
     if (plan.paddedOrigin) {
       const padded = dmCreate(`${name}-base`, plan.paddedOrigin, { readOnly: true });
       dmNames.push(padded.name);
@@ -205,8 +234,8 @@ async function createSnapshot(options: CreateRootDiskOptions): Promise<RootDiskH
     return {
       strategy: "dm-snapshot",
       devicePath: snap.devicePath,
-      baseImage: options.baseImage,
-      vmFile,
+      baseImage: base.path,
+      vmFile: cow.path,
       loops: attachments.map((a) => ({ path: a.device.path, backingFile: a.device.backingFile })),
       dmNames,
       sizeBytes: plan.sectors * 512,
@@ -216,7 +245,7 @@ async function createSnapshot(options: CreateRootDiskOptions): Promise<RootDiskH
     for (const a of attachments.reverse()) a.close(); // autoclear: detach unless dm holds them
     for (const step of undo.reverse()) {
       try {
-        await step();
+        step();
       } catch (e) {
         problems.push(e);
       }
@@ -231,6 +260,43 @@ async function createSnapshot(options: CreateRootDiskOptions): Promise<RootDiskH
   } finally {
     // dm now holds both loops; with autoclear they detach when the dm devices go.
     for (const a of attachments) a.close();
+  }
+}
+
+/**
+ * A crash between creating the dm devices and persisting their handle leaves
+ * `bg-root-<id>` behind, and every later start would fail with EBUSY: when it sits on
+ * exactly this VM's files it is removed; on anything else it is refused.
+ */
+function removeStaleSnapshot(name: string, files: readonly string[]): void {
+  for (const dm of [name, `${name}-base`]) {
+    const backing = dmBackingFiles(dm);
+    if (backing === undefined) continue;
+    const unmark = (f: string) => f.replace(/ \(deleted\)$/, "");
+    if (!backing.every((f) => files.includes(unmark(f)))) {
+      throw new RootDiskError(
+        `Cannot create dm snapshot "${name}": a device "${dm}" exists over ${
+          backing.map((f) => `"${f}"`).join(", ")
+        }, not over this VM's files`,
+        { code: "conflict" },
+      );
+    }
+    dmRemove(dm);
+  }
+}
+
+/** Refuses a loop whose backing inode is not `file`'s (compared by device and inode). */
+function requireBackedBy(loop: string, file: Fd): void {
+  const info = loopStatus(loop);
+  const st = file.stat();
+  if (!info || info.device !== st.dev || info.inode !== st.ino) {
+    throw new RootDiskError(
+      `Cannot use loop device "${loop}": it is not backed by "${file.path}" (device ${st.dev}, ` +
+        `inode ${st.ino}) but by ${
+          info ? `device ${info.device}, inode ${info.inode}` : "nothing"
+        }`,
+      { code: "permission_denied" },
+    );
   }
 }
 

@@ -21,6 +21,7 @@ import type { AttachedLoop } from "../disk/loop.ts";
 import type { NatEntry } from "../net/nat.ts";
 import { opIdScope } from "../op_id_scope.ts";
 import {
+  type GuestNetworkCheck,
   type HostFacts,
   type JailedLaunch,
   type OpArgs,
@@ -116,6 +117,9 @@ export class HelperOps implements PrivilegedOps {
   }
   deleteTap(a: OpArgs<"deleteTap">): Promise<boolean> {
     return this.call("deleteTap", a) as Promise<boolean>;
+  }
+  checkGuestNetwork(a: OpArgs<"checkGuestNetwork">): Promise<GuestNetworkCheck> {
+    return this.call("checkGuestNetwork", a) as Promise<GuestNetworkCheck>;
   }
   listTaps(a?: OpArgs<"listTaps">): Promise<TapInfo[]> {
     return this.call("listTaps", a) as Promise<TapInfo[]>;

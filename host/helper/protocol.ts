@@ -32,6 +32,7 @@ export const HELPER_OPS = [
   "ensureBridge",
   "createTap",
   "deleteTap",
+  "checkGuestNetwork",
   "listTaps",
   "addNat",
   "removeNat",

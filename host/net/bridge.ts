@@ -47,6 +47,7 @@ export function parseInterfaceAddress(text: string): InterfaceAddress | undefine
 
 interface IpLinkDetail {
   ifname: string;
+  ifalias?: string;
   flags?: string[];
   linkinfo?: { info_kind?: string };
   addr_info?: { family: string; local: string; prefixlen: number }[];
@@ -68,6 +69,8 @@ export interface EnsureBridgeOptions {
   name: string;
   /** The host's address on it with the guest network's prefix, e.g. `172.16.0.1/24`. */
   address: string;
+  /** The interface alias to give it: which banger instance owns it (`host/instance.ts`). */
+  alias?: string;
 }
 
 /**
@@ -117,6 +120,9 @@ export async function ensureBridge(options: EnsureBridgeOptions): Promise<void> 
     );
     if (!has) {
       await run("ip", ["addr", "replace", `${addr.address}/${addr.prefixLength}`, "dev", name]);
+    }
+    if (options.alias !== undefined && link.ifalias !== options.alias) {
+      await run("ip", ["link", "set", "dev", name, "alias", options.alias]);
     }
     if (!(link.flags ?? []).includes("UP")) await run("ip", ["link", "set", "dev", name, "up"]);
   } catch (err) {

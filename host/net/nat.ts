@@ -1,5 +1,6 @@
 /**
- * Opt-in NAT for guests: one nftables table owned by banger (`table ip banger`), with a
+ * Opt-in NAT for guests: one nftables table per banger instance (`table ip banger_<id>`,
+ * `host/instance.ts`), with a
  * per-VM masquerade rule for the guest's /32 and two forward-accept rules, every rule
  * tagged `comment "banger-vm:<vmId>"` so a VM's rules can be found, replaced and removed
  * without touching anything else. No other table is ever read or written.
@@ -15,14 +16,15 @@
  */
 
 import { BangerError, ExecError } from "../errors.ts";
-import { run, runText } from "../os/exec.ts";
+import { run } from "../os/exec.ts";
+import { applyScript, listTableJson, serialised } from "./_nft.ts";
 import { formatIpv4, parseIpv4 } from "./ipv4.ts";
 import { because } from "../os/libc.ts";
 import { readProcFile, writeProcFile } from "../os/procfs.ts";
 import { isBridgeName } from "./bridge.ts";
 
-/** The nftables family and name of banger's table. */
-export const NAT_TABLE = "banger";
+/** An instance's table name (`banger_<id>`); the bare `banger` of older releases is read too. */
+const TABLE = /^banger(_[a-z0-9]{4})?$/;
 /** Prefix of the comment on every per-VM rule. */
 export const NAT_COMMENT_PREFIX = "banger-vm:";
 const VM_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
@@ -43,7 +45,7 @@ export interface NatRule {
 
 /** A rule to delete, by chain and handle. */
 export interface NatRuleRef {
-  /** The base chain in `table ip banger`. */
+  /** The base chain in the instance's table. */
   chain: "postrouting" | "forward";
   /** The kernel's rule handle. */
   handle: number;
@@ -85,12 +87,13 @@ function checked(rule: NatRule): NatRule {
  *   be injected into the script).
  * @example
  * ```ts
- * renderNatScript({ delete: [], add: [{ vmId: "abc", guestIp: "172.16.0.2", bridge: "bg-br0" }] });
+ * renderNatScript({ delete: [], add: [{ vmId: "abc", guestIp: "172.16.0.2", bridge: "bg-br0" }] }, "banger_k3x9");
  * ```
  */
-export function renderNatScript(change: NatChange): string {
+export function renderNatScript(change: NatChange, table: string): string {
+  checkTable(table);
   const lines = [
-    `table ip ${NAT_TABLE} {`,
+    `table ip ${table} {`,
     `\tchain postrouting {`,
     `\t\ttype nat hook postrouting priority srcnat; policy accept;`,
     `\t}`,
@@ -110,12 +113,12 @@ export function renderNatScript(change: NatChange): string {
         code: "invalid_argument",
       });
     }
-    lines.push(`delete rule ip ${NAT_TABLE} ${ref.chain} handle ${ref.handle}`);
+    lines.push(`delete rule ip ${table} ${ref.chain} handle ${ref.handle}`);
   }
   for (const raw of change.add) {
     const r = checked(raw);
     const tag = `comment "${NAT_COMMENT_PREFIX}${r.vmId}"`;
-    const t = `ip ${NAT_TABLE}`;
+    const t = `ip ${table}`;
     lines.push(
       `add rule ${t} postrouting ip saddr ${r.guestIp} oifname != "${r.bridge}" masquerade ${tag}`,
       `add rule ${t} forward iifname "${r.bridge}" ip saddr ${r.guestIp} accept ${tag}`,
@@ -153,7 +156,7 @@ function guestIpOf(expr: unknown[] | undefined): string | undefined {
   return undefined;
 }
 
-/** Groups the rules of `nft -j list table ip banger` output by VM id. Pure. */
+/** Groups the rules of `nft -j list table ip <table>` output by VM id. Pure. */
 export function parseNatRuleset(json: string): NatEntry[] {
   const doc = JSON.parse(json) as { nftables?: { rule?: NftRule }[] };
   const byVm = new Map<string, NatEntry>();
@@ -170,41 +173,34 @@ export function parseNatRuleset(json: string): NatEntry[] {
   return [...byVm.values()].sort((a, b) => a.vmId.localeCompare(b.vmId));
 }
 
-// Serialises read-modify-write cycles in this process: each takes rule handles from a
-// listing and deletes them in the next transaction.
-let queue: Promise<unknown> = Promise.resolve();
-function serialised<T>(fn: () => Promise<T>): Promise<T> {
-  const next = queue.then(fn, fn);
-  queue = next.catch(() => {});
-  return next;
+function checkTable(table: string): void {
+  if (!TABLE.test(table)) {
+    throw new NftError(`Cannot use nftables table "${table}": banger's are banger_<id>`, {
+      code: "invalid_argument",
+    });
+  }
 }
 
-async function listUnlocked(): Promise<NatEntry[]> {
+async function listUnlocked(table: string): Promise<NatEntry[]> {
+  checkTable(table);
   try {
-    return parseNatRuleset(await runText("nft", ["-j", "list", "table", "ip", NAT_TABLE]));
+    return parseNatRuleset((await listTableJson("ip", table)) ?? "{}");
   } catch (err) {
-    if (err instanceof ExecError && /No such file or directory/.test(err.failure.stderrTail)) {
-      return [];
-    }
     throw new NftError(`Cannot list NAT rules: ${because(err)}`, { cause: err });
   }
 }
 
-async function apply(script: string, what: string): Promise<void> {
-  try {
-    await run("nft", ["-f", "-"], { stdin: script });
-  } catch (err) {
-    throw new NftError(`${what}: ${because(err)}`, { cause: err });
-  }
+function apply(script: string, what: string): Promise<void> {
+  return applyScript(script, what, NftError);
 }
 
 /**
- * The VMs that have NAT rules installed (for reconcile).
+ * The VMs that have NAT rules installed in `table` (for reconcile).
  *
  * @throws {NftError} when `nft` fails.
  */
-export function listNat(): Promise<NatEntry[]> {
-  return serialised(listUnlocked);
+export function listNat(table: string): Promise<NatEntry[]> {
+  return serialised(() => listUnlocked(table));
 }
 
 /**
@@ -213,14 +209,19 @@ export function listNat(): Promise<NatEntry[]> {
  * @throws {NftError} when the rule is malformed or `nft` fails.
  * @example
  * ```ts
- * await addNat({ vmId: "abc", guestIp: "172.16.0.2", bridge: "bg-br0" });
+ * await addNat({ vmId: "abc", guestIp: "172.16.0.2", bridge: "bg-br0" }, "banger_k3x9");
  * ```
  */
-export function addNat(rule: NatRule): Promise<void> {
-  const script = renderNatScript({ delete: [], add: [rule] }); // validates before any change
+export function addNat(rule: NatRule, table: string): Promise<void> {
+  let script: string;
+  try {
+    script = renderNatScript({ delete: [], add: [rule] }, table); // validates before any change
+  } catch (err) {
+    return Promise.reject(err);
+  }
   return serialised(async () => {
-    const old = (await listUnlocked()).find((e) => e.vmId === rule.vmId)?.rules ?? [];
-    const final = old.length ? renderNatScript({ delete: old, add: [rule] }) : script;
+    const old = (await listUnlocked(table)).find((e) => e.vmId === rule.vmId)?.rules ?? [];
+    const final = old.length ? renderNatScript({ delete: old, add: [rule] }, table) : script;
     await apply(final, `Cannot add NAT rules for VM "${rule.vmId}"`);
     enableIpForward();
   });
@@ -232,7 +233,7 @@ export function addNat(rule: NatRule): Promise<void> {
  * @returns `false` when it had none.
  * @throws {NftError} when `nft` fails.
  */
-export function removeNat(vmId: string): Promise<boolean> {
+export function removeNat(vmId: string, table: string): Promise<boolean> {
   if (!VM_ID.test(vmId)) {
     return Promise.reject(
       new NftError(`Cannot remove NAT rules for VM id "${vmId}": not a valid id`, {
@@ -241,10 +242,10 @@ export function removeNat(vmId: string): Promise<boolean> {
     );
   }
   return serialised(async () => {
-    const old = (await listUnlocked()).find((e) => e.vmId === vmId)?.rules ?? [];
+    const old = (await listUnlocked(table)).find((e) => e.vmId === vmId)?.rules ?? [];
     if (old.length === 0) return false;
     await apply(
-      renderNatScript({ delete: old, add: [] }),
+      renderNatScript({ delete: old, add: [] }, table),
       `Cannot remove NAT rules for VM "${vmId}"`,
     );
     return true;
@@ -252,21 +253,22 @@ export function removeNat(vmId: string): Promise<boolean> {
 }
 
 /**
- * Deletes banger's whole table (uninstall, tests).
+ * Deletes an instance's whole table (uninstall, tests).
  *
  * @returns `false` when it did not exist.
  * @throws {NftError} when `nft` fails otherwise.
  */
-export function deleteNatTable(): Promise<boolean> {
+export function deleteNatTable(table: string): Promise<boolean> {
   return serialised(async () => {
+    checkTable(table);
     try {
-      await run("nft", ["delete", "table", "ip", NAT_TABLE]);
+      await run("nft", ["delete", "table", "ip", table]);
       return true;
     } catch (err) {
       if (err instanceof ExecError && /No such file or directory/.test(err.failure.stderrTail)) {
         return false;
       }
-      throw new NftError(`Cannot delete table ip ${NAT_TABLE}: ${because(err)}`, { cause: err });
+      throw new NftError(`Cannot delete table ip ${table}: ${because(err)}`, { cause: err });
     }
   });
 }

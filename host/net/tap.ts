@@ -33,6 +33,8 @@ export const IFF_TAP = 0x0002;
 export const IFF_NO_PI = 0x1000;
 /** `ifr_flags`: virtio-net header on each frame (what Firecracker opens with). */
 export const IFF_VNET_HDR = 0x4000;
+/** `TUNSETIFF` fails with EBUSY when the interface already exists (never re-owns one). */
+export const IFF_TUN_EXCL = 0x8000;
 /** sizeof(struct ifreq): ifr_name @0 (char[16]), ifr_flags @16 (short). */
 export const IFREQ_SIZE = 40;
 /** IFNAMSIZ: interface names are at most 15 bytes plus the NUL. */
@@ -99,8 +101,8 @@ export interface CreateTapOptions {
  * Creates persistent tap `name`, enslaves it to `bridge` and brings it up. If any step
  * after creation fails, the tap is deleted again.
  *
- * @throws {TapError} when the name is not banger's, the tap exists and is busy, or a
- *   step fails.
+ * @throws {TapError} `conflict` when an interface of that name exists (another instance's
+ *   tap is never taken over), or when the name is not banger's or a step fails.
  * @example
  * ```ts
  * await createTap("bg-tap0", { bridge: "bg-br0" });
@@ -110,15 +112,20 @@ export async function createTap(name: string, options: CreateTapOptions): Promis
   checkTapName(name);
   try {
     using tun = Fd.open(TUN, O_RDWR, "open tun device");
-    tun.ioctlPtr(TUNSETIFF, encodeIfreq(name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR), "create tap");
+    const flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
+    tun.ioctlPtr(TUNSETIFF, encodeIfreq(name, flags), "create tap");
     if (options.owner !== undefined) tun.ioctlInt(TUNSETOWNER, options.owner, "set owner of");
     if (options.group !== undefined) tun.ioctlInt(TUNSETGROUP, options.group, "set group of");
     tun.ioctlInt(TUNSETPERSIST, 1, "make persistent tap with");
   } catch (err) {
-    throw new TapError(`Cannot create tap "${name}": ${because(err)}`, {
-      code: err instanceof LibcError ? err.code : "internal",
-      cause: err,
-    });
+    const exists = err instanceof LibcError && err.errno === Errno.EBUSY &&
+      err.operation === "create tap";
+    throw new TapError(
+      exists
+        ? `Cannot create tap "${name}": an interface of that name exists`
+        : `Cannot create tap "${name}": ${because(err)}`,
+      { code: exists ? "conflict" : err instanceof LibcError ? err.code : "internal", cause: err },
+    );
   }
   try {
     await run("ip", ["link", "set", "dev", name, "master", options.bridge, "up"]);

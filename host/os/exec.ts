@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ExecError } from "../errors.ts";
+import { BangerError, ExecError } from "../errors.ts";
 
 /** Options for {@linkcode run}. */
 export interface RunOptions {
@@ -38,15 +38,34 @@ const STDERR_TAIL_LINES = 8;
 /** What a program reads on stdin: bytes, text, or a stream (never buffered whole). */
 export type StdinSource = Uint8Array | string | ReadableStream<Uint8Array>;
 
+/** A program printed more than its caller can hold; it was killed. */
+export class OutputTooLargeError extends BangerError {}
+
+/** Bounds on what {@linkcode collectOutput} keeps. */
+export interface OutputLimits {
+  /** Past this many stdout bytes the program is killed and the call fails. */
+  maxStdout: number;
+  /** Only the last this many stderr bytes are kept. */
+  maxStderrTail: number;
+}
+
+/** What {@linkcode collectOutput} keeps unless told otherwise: 1 GiB of stdout, 64 KiB of stderr. */
+export const DEFAULT_OUTPUT_LIMITS: OutputLimits = { maxStdout: 1 << 30, maxStderrTail: 64 << 10 };
+
 /**
  * Feeds `stdin` (when given; the child must have been spawned with `stdin: "piped"`)
- * while collecting the child's output, so a large input cannot deadlock against a full
- * stdout pipe. A program that exits without reading everything makes the feeding fail;
- * its exit status is the error worth reporting, so that failure is ignored.
+ * while collecting the child's output (both spawned `"piped"`), so a large input cannot
+ * deadlock against a full stdout pipe. A program that exits without reading everything
+ * makes the feeding fail; its exit status is the error worth reporting, so that failure is
+ * ignored. Output is bounded by `limits`: a program printing without end is killed, never
+ * buffered whole.
+ *
+ * @throws {OutputTooLargeError} `too_large` when stdout passes `limits.maxStdout`.
  */
 export async function collectOutput(
   child: Deno.ChildProcess,
   stdin?: StdinSource,
+  limits: OutputLimits = DEFAULT_OUTPUT_LIMITS,
 ): Promise<Deno.CommandOutput> {
   let feeding = Promise.resolve();
   if (stdin !== undefined) {
@@ -55,9 +74,66 @@ export async function collectOutput(
       : ReadableStream.from([typeof stdin === "string" ? new TextEncoder().encode(stdin) : stdin]);
     feeding = stream.pipeTo(child.stdin).catch(() => {});
   }
-  const out = await child.output();
+  let tooLarge = false;
+  const [stdout, stderr, status] = await Promise.all([
+    drain(pipedOrNull(() => child.stdout), limits.maxStdout, "head", () => {
+      tooLarge = true;
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // already gone
+      }
+    }),
+    drain(pipedOrNull(() => child.stderr), limits.maxStderrTail, "tail"),
+    child.status,
+  ]);
   await feeding;
-  return out;
+  if (tooLarge) {
+    throw new OutputTooLargeError(
+      `The command printed more than ${limits.maxStdout} bytes; it was stopped`,
+      { code: "too_large" },
+    );
+  }
+  return { ...status, stdout, stderr };
+}
+
+/** A child's output stream, or `null` when it was not spawned `"piped"` (Deno throws then). */
+function pipedOrNull(get: () => ReadableStream<Uint8Array>): ReadableStream<Uint8Array> | null {
+  try {
+    return get();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Reads `stream` (nothing for `null`) to its end keeping at most `max` bytes: the first ones (`head`, calling
+ * `onOverflow` and stopping once past it) or the last ones (`tail`).
+ */
+async function drain(
+  stream: ReadableStream<Uint8Array> | null,
+  max: number,
+  keep: "head" | "tail",
+  onOverflow?: () => void,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const chunks: Uint8Array[] = [];
+  let held = 0;
+  for await (const chunk of stream ?? []) {
+    if (keep === "head" && held + chunk.length > max) {
+      onOverflow?.();
+      break; // cancels the stream: a grandchild still writing gets EPIPE, not our memory
+    }
+    chunks.push(chunk);
+    held += chunk.length;
+    while (keep === "tail" && held - chunks[0].length >= max) held -= chunks.shift()?.length ?? 0;
+  }
+  const out = new Uint8Array(held);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return keep === "tail" && held > max ? out.slice(held - max) : out;
 }
 
 /**

@@ -35,6 +35,8 @@ export const O_DIRECTORY = 0x10000;
 export const O_PATH = 0x200000;
 /** `dirfd` meaning "relative to the current directory" for the `*at` calls. */
 export const AT_FDCWD = -100;
+/** `linkat` flag: link the inode of the descriptor itself (the path is ""). */
+export const AT_EMPTY_PATH = 0x1000;
 
 // <linux/openat2.h>
 /** openat2: refuse every symlink on the way, the last component included (ELOOP). */
@@ -77,6 +79,8 @@ export interface FileStat {
   dev: bigint;
   /** Inode number. */
   ino: bigint;
+  /** Hard links to the inode. */
+  nlink: number;
   /** Type and permission bits. */
   mode: number;
   /** Owner. */
@@ -89,7 +93,7 @@ export interface FileStat {
   size: number;
 }
 
-/** Decodes the x86_64 `struct stat` (dev @0, ino @8, mode @24, uid @28, gid @32, rdev @40, size @48). Pure. */
+/** Decodes the x86_64 `struct stat` (dev @0, ino @8, nlink @16, mode @24, uid @28, gid @32, rdev @40, size @48). Pure. */
 export function decodeStat(buf: Uint8Array): FileStat {
   if (buf.length < STAT_SIZE) {
     throw new RangeError(`Cannot decode stat: need ${STAT_SIZE} bytes, got ${buf.length}`);
@@ -98,6 +102,7 @@ export function decodeStat(buf: Uint8Array): FileStat {
   return {
     dev: dv.getBigUint64(0, true),
     ino: dv.getBigUint64(8, true),
+    nlink: Number(dv.getBigUint64(16, true)),
     mode: dv.getUint32(24, true),
     uid: dv.getUint32(28, true),
     gid: dv.getUint32(32, true),
@@ -473,6 +478,17 @@ export class Fd implements Disposable {
     const errno = lastErrno();
     if (errno === Errno.ENXIO && (whence === SEEK_DATA || whence === SEEK_HOLE)) return undefined;
     throw failure(operation, this.path, errno);
+  }
+
+  /**
+   * linkat(2) with `AT_EMPTY_PATH`: a new hard link `target` to this very inode, however
+   * its path may have changed since it was opened (needs CAP_DAC_READ_SEARCH: root).
+   */
+  linkTo(target: string, operation = "link"): void {
+    // SAFETY: both buffers are locals alive for the synchronous call.
+    if (libc().linkat(this.fd, cString(""), AT_FDCWD, cString(target), AT_EMPTY_PATH) < 0) {
+      throw failure(operation, target);
+    }
   }
 
   /** ftruncate(2). */

@@ -116,3 +116,13 @@ export function listProcDir(path: string): DirEntry[] {
   }
   return out;
 }
+
+/** The entry names of a `/proc` or `/sys` directory, sorted; none when it does not exist. */
+export function listProcDirIfExists(path: string): string[] {
+  try {
+    return listProcDir(path).map((e) => e.name).sort();
+  } catch (err) {
+    if (err instanceof LibcError && err.errno === Errno.ENOENT) return [];
+    throw err;
+  }
+}

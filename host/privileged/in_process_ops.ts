@@ -9,7 +9,7 @@
 import { probeHostFacts, vmmUser } from "./_host_probe.ts";
 import { processExists } from "./_signal.ts";
 import { signalVmmProcess } from "./_vmm_signal.ts";
-import { ensureBridge } from "../net/bridge.ts";
+import { ensureBridge, parseInterfaceAddress } from "../net/bridge.ts";
 import {
   applyExt4Ownership,
   checkExt4,
@@ -32,7 +32,7 @@ import { type AttachedLoop, detachLoop, listLoops, loopBackingFile } from "../di
 import { canonicalPath, ManagedPaths } from "./managed_paths.ts";
 import { addNat, listNat, type NatEntry, removeNat } from "../net/nat.ts";
 import type { GuestNetwork } from "../net/defaults.ts";
-import { type Cidr, cidrContains, parseCidr, parseIpv4 } from "../net/ipv4.ts";
+import { type Cidr, cidrContains, formatIpv4, parseCidr, parseIpv4 } from "../net/ipv4.ts";
 import {
   createOwnedRootDisk,
   type FileOwner,
@@ -40,6 +40,7 @@ import {
   releaseOwnedRootDisk,
 } from "../disk/owned_root_disk.ts";
 import {
+  type GuestNetworkCheck,
   type HostFacts,
   type JailedLaunch,
   type OpArgs,
@@ -58,6 +59,9 @@ import {
   type StrategyReport,
 } from "../disk/rootdisk.ts";
 import { createTap, deleteTap, listTaps, type TapInfo } from "../net/tap.ts";
+import { type Instance, instanceFor, tapIndex } from "../instance.ts";
+import { dmBackingFiles } from "../disk/dm_sysfs.ts";
+import { findNetworkConflict, freeCidr, parseRoutes } from "../net/conflicts.ts";
 
 const DELETED = " (deleted)";
 /** The `/proc` and `/sys` files callers may read: liveness, stats, doctor, loop discovery. */
@@ -106,6 +110,8 @@ export interface InProcessOpsOptions {
 export class InProcessOps implements PrivilegedOps {
   readonly #paths: ManagedPaths;
   readonly #options: InProcessOpsOptions;
+  /** The instance of `layout.stateDir`: the only taps and nft table this touches. */
+  readonly #instance: Instance;
   /** `options.network`, parsed once: its CIDR and the bridge's `address/prefix`. */
   readonly #network?: GuestNetwork & { range: Cidr; bridgeAddress: string };
 
@@ -120,6 +126,7 @@ export class InProcessOps implements PrivilegedOps {
   ) {
     this.#paths = new ManagedPaths(layout);
     this.#options = options;
+    this.#instance = instanceFor(layout.stateDir);
     const net = options.network;
     if (net) {
       const range = parseCidr(net.cidr);
@@ -160,11 +167,33 @@ export class InProcessOps implements PrivilegedOps {
         );
       }
     }
-    await ensureBridge(args);
+    const conflict = findNetworkConflict({
+      instance: this.#instance,
+      bridgeName: args.name,
+      cidr: networkOf(args.address),
+    });
+    if (conflict) {
+      throw new PrivilegedOpsError(`Cannot set up bridge "${args.name}": ${conflict}`, {
+        code: "conflict",
+      });
+    }
+    await ensureBridge({ ...args, alias: this.#instance.bridgeAlias });
+  }
+
+  /** Refuses a tap name without this instance's prefix: another instance's, or nobody's. */
+  #ownTap(name: string, what: string): void {
+    if (tapIndex(this.#instance, name) === undefined) {
+      throw new PrivilegedOpsError(
+        `Cannot ${what} tap "${name}": this instance's taps are ${this.#instance.tapPrefix}<N> ` +
+          `(state dir ${this.#instance.stateDir})`,
+        { code: "permission_denied" },
+      );
+    }
   }
 
   async createTap(raw: OpArgs<"createTap">): Promise<void> {
     const { name, ...options } = this.#args("createTap", raw);
+    this.#ownTap(name, "create");
     const net = this.#network;
     if (net && options.bridge !== net.bridgeName) {
       throw new PrivilegedOpsError(
@@ -192,12 +221,27 @@ export class InProcessOps implements PrivilegedOps {
   }
 
   async deleteTap(raw: OpArgs<"deleteTap">): Promise<boolean> {
-    return await deleteTap(this.#args("deleteTap", raw).name);
+    const { name } = this.#args("deleteTap", raw);
+    this.#ownTap(name, "delete");
+    return await deleteTap(name);
+  }
+
+  checkGuestNetwork(raw: OpArgs<"checkGuestNetwork">): Promise<GuestNetworkCheck> {
+    return settle(() => {
+      const args = this.#args("checkGuestNetwork", raw);
+      const net = this.#network;
+      const claim = net
+        ? { bridgeName: net.bridgeName, cidr: net.cidr }
+        : { bridgeName: args.bridgeName, cidr: args.cidr };
+      const conflict = findNetworkConflict({ ...claim, instance: this.#instance });
+      const free = conflict ? freeCidr(parseRoutes(readProcFile("/proc/net/route"))) : undefined;
+      return { conflict, freeCidr: free, instanceId: this.#instance.id };
+    });
   }
 
   async listTaps(raw?: OpArgs<"listTaps">): Promise<TapInfo[]> {
     this.#args("listTaps", raw);
-    return await listTaps();
+    return (await listTaps()).filter((t) => tapIndex(this.#instance, t.name) !== undefined);
   }
 
   async addNat(raw: OpArgs<"addNat">): Promise<void> {
@@ -216,16 +260,16 @@ export class InProcessOps implements PrivilegedOps {
         );
       }
     }
-    await addNat(args);
+    await addNat(args, this.#instance.nftTable);
   }
 
   async removeNat(raw: OpArgs<"removeNat">): Promise<boolean> {
-    return await removeNat(this.#args("removeNat", raw).vmId);
+    return await removeNat(this.#args("removeNat", raw).vmId, this.#instance.nftTable);
   }
 
   async listNat(raw?: OpArgs<"listNat">): Promise<NatEntry[]> {
     this.#args("listNat", raw);
-    return await listNat();
+    return await listNat(this.#instance.nftTable);
   }
 
   async rootDiskStrategy(raw: OpArgs<"rootDiskStrategy">): Promise<StrategyReport> {
@@ -259,8 +303,30 @@ export class InProcessOps implements PrivilegedOps {
         { code: "invalid_argument" },
       );
     }
+    for (const name of handle.dmNames) this.#ownDm(name);
     if (this.#options.owner) await releaseOwnedRootDisk(handle, { deleteFiles });
     else await releaseRootDisk(handle, { deleteFiles });
+  }
+
+  /**
+   * Refuses to remove a dm device that exists but is not backed (through its loops) by
+   * files in this instance's directories: another instance's root disk, or the host's.
+   */
+  #ownDm(name: string): void {
+    const files = dmBackingFiles(name);
+    if (files === undefined) return; // gone already: nothing to remove
+    const foreign = files.filter((f) => this.#managedBacking(f) === undefined);
+    if (files.length === 0 || foreign.length) {
+      throw new PrivilegedOpsError(
+        `Cannot remove device-mapper device "${name}": it is not a root disk of this instance ` +
+          `(${
+            files.length
+              ? `backed by ${foreign.map((f) => `"${f}"`).join(", ")}`
+              : "no loop devices"
+          })`,
+        { code: "permission_denied" },
+      );
+    }
   }
 
   listLoops(raw?: OpArgs<"listLoops">): Promise<AttachedLoop[]> {
@@ -451,6 +517,15 @@ export class InProcessOps implements PrivilegedOps {
     }
     return { jailer, owner };
   }
+}
+
+/** The network of an interface address: `172.16.0.1/24` → `172.16.0.0/24`. */
+function networkOf(address: string): string {
+  const a = parseInterfaceAddress(address);
+  if (!a) return address;
+  const size = 2 ** (32 - a.prefixLength);
+  const ip = parseIpv4(a.address) ?? 0;
+  return `${formatIpv4(ip - (ip % size))}/${a.prefixLength}`;
 }
 
 /** Runs synchronous work so that a throw becomes a rejected promise. */

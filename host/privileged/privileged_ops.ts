@@ -17,7 +17,7 @@ import { parseInterfaceAddress } from "../net/bridge.ts";
 import { isBridgeName } from "../net/bridge.ts";
 import { BangerError } from "../errors.ts";
 import type { Ext4Check, Ext4Op, OwnershipEntry } from "../disk/ext4.ts";
-import { parseIpv4 } from "../net/ipv4.ts";
+import { parseCidr, parseIpv4 } from "../net/ipv4.ts";
 import type { KvmFacts } from "../vmm/kvm.ts";
 import type { AttachedLoop } from "../disk/loop.ts";
 import { parseLoopPath } from "../disk/loop.ts";
@@ -107,6 +107,10 @@ export const PRIVILEGED_OP_ARGS = {
     group: s.optional(uint32),
   }),
   deleteTap: s.object({ name: tapName }),
+  checkGuestNetwork: s.object({
+    bridgeName,
+    cidr: s.refine(s.string(), "a CIDR like 172.16.0.0/24", (v) => parseCidr(v) ? v : undefined),
+  }),
   listTaps: s.object({}),
   addNat: s.object({ vmId, guestIp: ipv4, bridge: bridgeName }),
   removeNat: s.object({ vmId }),
@@ -247,7 +251,13 @@ export interface PrivilegedOps {
   createTap(args: OpArgs<"createTap">): Promise<void>;
   /** Deletes a tap; `false` when it did not exist. */
   deleteTap(args: OpArgs<"deleteTap">): Promise<boolean>;
-  /** banger's taps (`bg-tap…`). */
+  /**
+   * Whether the guest network is free of other instances and interfaces (daemon start,
+   * before anything is touched): bridge `bridgeName` held by another banger instance or
+   * other interfaces, or a route of another interface into `cidr`.
+   */
+  checkGuestNetwork(args: OpArgs<"checkGuestNetwork">): Promise<GuestNetworkCheck>;
+  /** This instance's taps (`bg-tap<id>-N`). */
   listTaps(args?: OpArgs<"listTaps">): Promise<TapInfo[]>;
   /** Installs or replaces a VM's NAT rules; enables ip_forward. */
   addNat(args: OpArgs<"addNat">): Promise<void>;
@@ -302,6 +312,16 @@ export interface PrivilegedOps {
   launchJailedFirecracker(args: OpArgs<"launchJailedFirecracker">): Promise<JailedLaunch>;
   /** Removes a jailed VMM's chroot once its process is gone; `false` when there was none. */
   cleanupJailedFirecracker(args: OpArgs<"cleanupJailedFirecracker">): Promise<boolean>;
+}
+
+/** What {@linkcode PrivilegedOps.checkGuestNetwork} found. */
+export interface GuestNetworkCheck {
+  /** What holds the network, as a sentence; absent when it is free. */
+  conflict?: string;
+  /** A /24 no route touches, to suggest. */
+  freeCidr?: string;
+  /** This instance's id (`host/instance.ts`), for messages. */
+  instanceId: string;
 }
 
 /** What {@linkcode PrivilegedOps.launchJailedFirecracker} started. */

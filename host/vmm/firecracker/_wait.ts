@@ -4,6 +4,7 @@
  * @module
  */
 
+import { readTail } from "../../os/log_file.ts";
 import { type FirecrackerClient, FirecrackerError } from "./api.ts";
 import type { FirecrackerApiCall } from "./config.ts";
 
@@ -127,8 +128,8 @@ export async function removeFiles(paths: string[]): Promise<void> {
 
 /** The last three lines of a log, joined with ` | `. */
 export async function logTail(path: string): Promise<string> {
-  const text = await Deno.readTextFile(path).catch(() => "");
-  return text.trim().split("\n").slice(-3).join(" | ");
+  const { bytes } = await readTail(path, 16 << 10).catch(() => ({ bytes: new Uint8Array() }));
+  return new TextDecoder().decode(bytes).trim().split("\n").slice(-3).join(" | ");
 }
 
 /** `code N` or `signal SIG`. */

@@ -24,6 +24,7 @@
  * @module
  */
 
+import { readTail } from "../../os/log_file.ts";
 import { writeFileAtomic } from "../../os/atomic_file.ts";
 import { FirecrackerClient, FirecrackerError } from "./api.ts";
 import { type FirecrackerVmSpec, renderFirecrackerConfig } from "./config.ts";
@@ -371,7 +372,9 @@ export class Firecracker {
   /** The last complete metrics line Firecracker wrote, if any (for `vm stats`). */
   async readMetrics(): Promise<FirecrackerMetrics | undefined> {
     try {
-      return parseFirecrackerMetrics(await Deno.readTextFile(`${this.vmDir}/${vmFiles.metrics}`));
+      // Only the end: one metrics line is a few KiB, and the file grows for the VM's life.
+      const { bytes } = await readTail(`${this.vmDir}/${vmFiles.metrics}`, 256 << 10);
+      return parseFirecrackerMetrics(new TextDecoder().decode(bytes));
     } catch (err) {
       if (err instanceof Deno.errors.NotFound) return undefined;
       throw err;

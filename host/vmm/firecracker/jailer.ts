@@ -28,16 +28,22 @@ import { BangerError } from "../../errors.ts";
 import { vmFiles } from "../../layout.ts";
 import {
   cString,
+  Errno,
   failure,
   Fd,
   libc,
+  LibcError,
   O_RDONLY,
   O_WRONLY,
   RESOLVE_NO_MAGICLINKS,
   RESOLVE_NO_SYMLINKS,
   S_IFBLK,
+  S_IFMT,
+  S_IFREG,
 } from "../../os/libc.ts";
 import { hostMountOf, type MountInfo } from "../../os/mounts.ts";
+
+const STRICT = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
 import { PinnedDir } from "../../os/pinned_dir.ts";
 import { readProcFile } from "../../os/procfs.ts";
 
@@ -193,7 +199,7 @@ export async function prepareJailChroot(c: JailContents): Promise<void> {
     const target = `${c.chrootDir}${file}`;
     await makeDirs(c.chrootDir, dirname(target), 0o755);
     try {
-      await placeFile(file, target, canCopy);
+      await placeFile(file, target, canCopy, c.uid);
     } catch (err) {
       if (err instanceof JailerError) throw err;
       throw new JailerError(`Cannot place "${file}" in the jail "${c.chrootDir}": ${String(err)}`, {
@@ -235,23 +241,39 @@ async function makeDirs(base: string, dir: string, mode: number): Promise<void> 
 }
 
 /**
- * link(2) does not follow a symlinked source; the copy opens it refusing symlinks. Across
- * filesystems only a read-only file may be copied.
+ * Opens `source` refusing a symlink on any component, checks that it is a regular file of
+ * `uid` (so no root-owned file, such as an old setuid binary, can be made to appear in an
+ * owner-traversable jail), then links that very inode into the jail. Across filesystems
+ * only a read-only file may be copied, from the same descriptor.
  */
-async function placeFile(source: string, target: string, canCopy: boolean): Promise<void> {
+async function placeFile(
+  source: string,
+  target: string,
+  canCopy: boolean,
+  uid: number,
+): Promise<void> {
+  using from = Fd.openAt(undefined, source, O_RDONLY, STRICT, "open");
+  const st = from.stat();
+  if ((st.mode & S_IFMT) !== S_IFREG || st.uid !== uid) {
+    throw new JailerError(
+      `Cannot put "${source}" in the jail: only regular files owned by uid ${uid} are placed ` +
+        `there, and it is ${
+          (st.mode & S_IFMT) !== S_IFREG ? "not a regular file" : `owned by uid ${st.uid}`
+        }`,
+      { code: "permission_denied" },
+    );
+  }
   try {
-    await Deno.link(source, target);
+    from.linkTo(target, "link into the jail");
     return;
   } catch (err) {
-    if (!(err instanceof Deno.errors.NotSupported) && !String(err).includes("os error 18")) {
-      throw err;
-    }
+    if (!(err instanceof LibcError) || err.errno !== Errno.EXDEV) throw err;
   }
   if (!canCopy) {
-    const [from, to] = await Promise.all([hostMountOf(source), hostMountOf(dirname(target))]);
+    const [on, to] = await Promise.all([hostMountOf(source), hostMountOf(dirname(target))]);
     const where = (m: MountInfo | undefined) => m ? `${m.source} on ${m.mountPoint}` : "unknown";
     throw new JailerError(
-      `Cannot put disk "${source}" in the jail: it is on ${where(from)} and the jail on ${
+      `Cannot put disk "${source}" in the jail: it is on ${where(on)} and the jail on ${
         where(to)
       }; a disk can only be hard-linked into a jail, and a copy would lose the guest's writes`,
       {
@@ -260,12 +282,9 @@ async function placeFile(source: string, target: string, canCopy: boolean): Prom
       },
     );
   }
-  const strict = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  using from = Fd.openAt(undefined, source, O_RDONLY, strict, "open");
   using dir = PinnedDir.open(dirname(target));
   using to = dir.createFile(basename(target), O_WRONLY, 0o644);
   await sparseCopy(from, to);
-  const st = from.stat();
   to.chown(st.uid, st.gid);
 }
 

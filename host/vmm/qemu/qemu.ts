@@ -22,6 +22,7 @@
  * @module
  */
 
+import { readTail } from "../../os/log_file.ts";
 import { pause, qmpExchange } from "./_qmp.ts";
 import { type QemuVmSpec, specProblem } from "./_spec.ts";
 import { BangerError } from "../../errors.ts";
@@ -154,8 +155,8 @@ export async function launchQemu(
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   for (;;) {
     if (exited) {
-      const detail = (await Deno.readTextFile(logPath).catch(() => "")).trim().split("\n").slice(-4)
-        .join(" ");
+      const tail = await readTail(logPath, 16 << 10).catch(() => ({ bytes: new Uint8Array() }));
+      const detail = new TextDecoder().decode(tail.bytes).trim().split("\n").slice(-4).join(" ");
       throw new QemuError(`Cannot start QEMU: ${detail || `it exited with code ${exited.code}`}`, {
         code: "failed_precondition",
       });

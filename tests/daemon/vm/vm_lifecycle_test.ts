@@ -3,6 +3,7 @@ import { leftovers, vmHarness } from "../../fixtures/vm_harness.ts";
 import { programs, root } from "../../fixtures/requires.ts";
 import { gatedTest } from "../../fixtures/requires.ts";
 import { getVm } from "../../../store/vms.ts";
+import { teardownVm } from "../../../daemon/vm/stop.ts";
 import { readExt4File } from "../../../host/disk/ext4.ts";
 import { defaultSshKey, imagesDir, vmFiles } from "../../../host/layout.ts";
 
@@ -231,6 +232,32 @@ gatedTest(
     assertEquals(vms.list().map((v) => v.name), ["alpha"]);
     const row = getVm(h.services.store, vms.find("alpha").id);
     assertEquals(row?.status, "running");
+  },
+);
+
+gatedTest(
+  "a VMM that cannot be killed keeps its tap: it never returns to the pool for another VM (root, netns)",
+  needs,
+  async () => {
+    await using h = await vmHarness();
+    const vms = h.services.vms;
+    const vm = await vms.create({ name: "unkillable" }, h.ctx());
+    const deps = h.services.vmDeps;
+    const driver = deps.driver(vm.spec.vmm);
+    const kill = driver.kill.bind(driver);
+    driver.kill = () => Promise.reject(new Error("Operation not permitted (EPERM)"));
+    const tap = vm.runtime.tap;
+    try {
+      const { vm: after, error } = await teardownVm(vm, deps, h.ctx());
+      assert(error instanceof Error && /kept bg-tap/.test(error.message), String(error));
+      assert(tap !== undefined);
+      assertEquals((await deps.handles.read(after)).tap, tap, "the handle still names the tap");
+      assertEquals(h.services.net.taps.idle.includes(tap), false, "not idle in the pool");
+    } finally {
+      driver.kill = kill;
+    }
+    const [deleted] = await vms.delete(["unkillable"], h.ctx());
+    assert(!deleted.error, String(deleted.error));
   },
 );
 

@@ -1,3 +1,4 @@
+import { instanceFor } from "../../../host/instance.ts";
 /**
  * The jailed launch path end to end, with a stand-in jailer (Firecracker's jailer is not
  * installed here): the helper's `launchJailedFirecracker` prepares the chroot and runs
@@ -63,7 +64,7 @@ gatedTest(
     let pid: number | undefined;
     try {
       const bridge = `bg-j${id.slice(1, 7)}`;
-      const tap = `bg-tap${id.slice(1, 7)}`;
+      const tap = `${instanceFor(sys.layout.stateDir).tapPrefix}${id.charCodeAt(1) % 100}`;
       await ops.ensureBridge({ name: bridge, address: "172.31.77.1/24" });
       await ops.createTap({ name: tap, bridge });
       for (const d of [`${state}/kernels/k`, `${state}/images/i`, vmsDir(sys.layout)]) {

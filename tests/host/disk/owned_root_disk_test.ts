@@ -7,6 +7,7 @@ import {
   OwnedRootDiskError,
   releaseOwnedRootDisk,
 } from "../../../host/disk/owned_root_disk.ts";
+import { listLoops } from "../../../host/disk/loop.ts";
 import { PrivilegedOpsError } from "../../../host/privileged/privileged_ops.ts";
 import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
 import { gatedTest, programs, root } from "../../fixtures/requires.ts";
@@ -26,6 +27,7 @@ async function fixture(): Promise<
   using f = await Deno.open(base, { write: true, create: true });
   await f.truncate(4 << 20);
   await f.write(new TextEncoder().encode("banger base image"));
+  await Deno.chown(base, OWNER.uid, OWNER.gid); // the owner daemon builds its images
   const outside = `${sys.root}/outside`;
   await Deno.mkdir(outside, { mode: 0o755 });
   return {
@@ -187,5 +189,71 @@ gatedTest(
       `nothing outside after ${ok} copies and ${refused} refusals`,
     );
     assert(ok + refused === 150);
+  },
+);
+
+gatedTest(
+  "createOwnedRootDisk() refuses a base, copy or COW that is a hard link to root's file, for every strategy, leaving nothing (root)",
+  [root()],
+  async () => {
+    await using f = await fixture();
+    const secret = `${f.sys.root}/secret`;
+    await Deno.writeTextFile(secret, "root only");
+    await Deno.chmod(secret, 0o600);
+    const vms = vmsDir(f.sys.layout);
+    const linkedBase = `${f.sys.layout.stateDir}/images/test/linked.ext4`;
+    await Deno.link(secret, linkedBase);
+    const cases: { name: string; plant?: string; base: string; strategy?: "dm-snapshot" }[] = [
+      { name: "base-copy", base: linkedBase },
+      { name: "base-snap", base: linkedBase, strategy: "dm-snapshot" },
+      { name: "copy", plant: "root.ext4", base: f.base },
+      { name: "cow", plant: "root.cow", base: f.base, strategy: "dm-snapshot" },
+    ];
+    for (const c of cases) {
+      const vmDir = `${vms}/${c.name}`;
+      await Deno.mkdir(vmDir, { mode: 0o700 });
+      await Deno.chown(vmDir, OWNER.uid, OWNER.gid);
+      if (c.plant) await Deno.link(secret, `${vmDir}/${c.plant}`);
+      const err = await assertRejects(
+        () =>
+          createOwnedRootDisk({
+            id: c.name,
+            baseImage: c.base,
+            vmDir,
+            cowBytes: 1 << 20,
+            strategy: c.strategy,
+          }, owner),
+        OwnedRootDiskError,
+        "belongs to uid 0, not to the owner",
+      );
+      assertEquals(err.code, "permission_denied", c.name);
+      assertEquals(entries(vmDir), c.plant ? [c.plant] : [], `${c.name}: nothing made`);
+      assertEquals((await Deno.stat(secret)).mode ?? 0, 0o100600, "root's file untouched");
+    }
+    const loops = listLoops().filter((l) => l.backingFile.startsWith(f.sys.root));
+    assertEquals(loops, [], "no loop was attached");
+  },
+);
+
+gatedTest(
+  "createOwnedRootDisk() refuses the owner's file with a second hard link as a COW (root)",
+  [root()],
+  async () => {
+    await using f = await fixture();
+    const vmDir = `${vmsDir(f.sys.layout)}/twice`;
+    await Deno.mkdir(vmDir, { mode: 0o700 });
+    await Deno.chown(vmDir, OWNER.uid, OWNER.gid);
+    await Deno.writeTextFile(`${vmDir}/root.cow`, "");
+    await Deno.chown(`${vmDir}/root.cow`, OWNER.uid, OWNER.gid);
+    await Deno.link(`${vmDir}/root.cow`, `${vmDir}/other`);
+    await assertRejects(
+      () =>
+        createOwnedRootDisk(
+          { id: "twice", baseImage: f.base, vmDir, cowBytes: 1 << 20, strategy: "dm-snapshot" },
+          owner,
+        ),
+      OwnedRootDiskError,
+      "has 2 hard links",
+    );
   },
 );

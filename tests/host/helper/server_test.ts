@@ -1,3 +1,4 @@
+import { instanceFor } from "../../../host/instance.ts";
 import { HelperOps } from "../../../host/helper/client.ts";
 import { HelperServer } from "../../../host/helper/server.ts";
 import { InProcessOps } from "../../../host/privileged/in_process_ops.ts";
@@ -89,7 +90,9 @@ gatedTest(
   async () => {
     await using h = await running();
     const bridge = `bg-h${crypto.randomUUID().slice(0, 6)}`;
-    const tap = `bg-tap${crypto.randomUUID().slice(0, 6)}`;
+    const tap = `${instanceFor(h.sys.layout.stateDir).tapPrefix}${
+      Math.floor(Math.random() * 9999)
+    }`;
     assertEquals((await h.client.ping()).owner_uid, OWNER.uid);
     await h.client.ensureBridge({ name: bridge, address: "172.30.9.1/24" });
     await h.client.createTap({ name: tap, bridge });

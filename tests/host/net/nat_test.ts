@@ -11,15 +11,16 @@ import {
 const NETNS = [root(), programs("ip", "nft")];
 const created: string[] = [];
 const vm = { vmId: "vm1", guestIp: "172.30.0.2", bridge: "bg-brt" };
+const T = "banger_t3st";
 
 Deno.test("renderNatScript() renders the table, deletes by handle and tags every rule", () => {
   assertEquals(
     renderNatScript({
       delete: [{ chain: "postrouting", handle: 4 }, { chain: "forward", handle: 7 }],
       add: [vm],
-    }),
+    }, T),
     [
-      "table ip banger {",
+      "table ip banger_t3st {",
       "\tchain postrouting {",
       "\t\ttype nat hook postrouting priority srcnat; policy accept;",
       "\t}",
@@ -27,11 +28,11 @@ Deno.test("renderNatScript() renders the table, deletes by handle and tags every
       "\t\ttype filter hook forward priority filter; policy accept;",
       "\t}",
       "}",
-      "delete rule ip banger postrouting handle 4",
-      "delete rule ip banger forward handle 7",
-      'add rule ip banger postrouting ip saddr 172.30.0.2 oifname != "bg-brt" masquerade comment "banger-vm:vm1"',
-      'add rule ip banger forward iifname "bg-brt" ip saddr 172.30.0.2 accept comment "banger-vm:vm1"',
-      'add rule ip banger forward oifname "bg-brt" ip daddr 172.30.0.2 ct state established,related accept comment "banger-vm:vm1"',
+      "delete rule ip banger_t3st postrouting handle 4",
+      "delete rule ip banger_t3st forward handle 7",
+      'add rule ip banger_t3st postrouting ip saddr 172.30.0.2 oifname != "bg-brt" masquerade comment "banger-vm:vm1"',
+      'add rule ip banger_t3st forward iifname "bg-brt" ip saddr 172.30.0.2 accept comment "banger-vm:vm1"',
+      'add rule ip banger_t3st forward oifname "bg-brt" ip daddr 172.30.0.2 ct state established,related accept comment "banger-vm:vm1"',
       "",
     ].join("\n"),
   );
@@ -49,14 +50,14 @@ Deno.test("renderNatScript() rejects injected text in ids, addresses and names",
   for (const [name, bad] of cases) {
     await t.step(name, () => {
       const err = assertThrows(
-        () => renderNatScript({ delete: [], add: [{ ...vm, ...bad }] }),
+        () => renderNatScript({ delete: [], add: [{ ...vm, ...bad }] }, T),
         NftError,
       );
       assertEquals(err.code, "invalid_argument");
     });
   }
   assertThrows(
-    () => renderNatScript({ delete: [{ chain: "forward", handle: 0 }], add: [] }),
+    () => renderNatScript({ delete: [{ chain: "forward", handle: 0 }], add: [] }, T),
     NftError,
   );
 });
@@ -118,12 +119,12 @@ interface Ruleset {
 }
 
 gatedTest(
-  "addNat()/removeNat() install exactly the VM's rules in table ip banger (root, netns)",
+  "addNat()/removeNat() install exactly the VM's rules in the instance's table, leaving other instances' tables alone (root, netns)",
   NETNS,
   async () => {
     await using ns = await Netns.create();
     created.push(ns.name);
-    // A table banger does not own, which must come out untouched.
+    // A table banger does not own and another instance's table, which must come out untouched.
     await ns.exec(
       ["nft", "-f", "-"],
       {
@@ -131,12 +132,16 @@ gatedTest(
           "table ip other {\n\tchain c {\n\t\ttype filter hook input priority 0; policy accept;\n\t\tcounter\n\t}\n}\n",
       },
     );
+    await ns.exec(["nft", "-f", "-"], {
+      stdin: renderNatScript({ delete: [], add: [{ ...vm, vmId: "theirs" }] }, "banger_zzzz"),
+    });
+    const theirsBefore = await ns.exec(["nft", "list", "table", "ip", "banger_zzzz"]);
     const otherBefore = await ns.exec(["nft", "list", "table", "ip", "other"]);
     const snapshot = `
     const nft = async (...args) => new TextDecoder().decode((await new Deno.Command("nft", { args, stdout: "piped" }).output()).stdout);
     const snap = async () => ({
-      rules: JSON.parse(await nft("-j", "list", "table", "ip", "banger")).nftables.filter((i) => i.rule).map((i) => ({ chain: i.rule.chain, comment: i.rule.comment, expr: i.rule.expr })),
-      list: await nat.listNat(),
+      rules: JSON.parse(await nft("-j", "list", "table", "ip", "banger_t3st")).nftables.filter((i) => i.rule).map((i) => ({ chain: i.rule.chain, comment: i.rule.comment, expr: i.rule.expr })),
+      list: await nat.listNat("banger_t3st"),
       forward: Deno.readTextFileSync("/proc/sys/net/ipv4/ip_forward").trim(),
       other: await nft("list", "table", "ip", "other"),
     });`;
@@ -152,15 +157,15 @@ gatedTest(
     >(`
     const nat = await import(HOST + "net/nat.ts");
     ${snapshot}
-    await nat.addNat({ vmId: "vm1", guestIp: "172.30.0.2", bridge: "bg-brt" });
+    await nat.addNat({ vmId: "vm1", guestIp: "172.30.0.2", bridge: "bg-brt" }, "banger_t3st");
     const once = await snap();
-    await nat.addNat({ vmId: "vm1", guestIp: "172.30.0.2", bridge: "bg-brt" });
+    await nat.addNat({ vmId: "vm1", guestIp: "172.30.0.2", bridge: "bg-brt" }, "banger_t3st");
     const twice = await snap();
-    await nat.addNat({ vmId: "vm2", guestIp: "172.30.0.3", bridge: "bg-brt" });
+    await nat.addNat({ vmId: "vm2", guestIp: "172.30.0.3", bridge: "bg-brt" }, "banger_t3st");
     const two = await snap();
-    const removed = [await nat.removeNat("vm1"), await nat.removeNat("vm1")];
+    const removed = [await nat.removeNat("vm1", "banger_t3st"), await nat.removeNat("vm1", "banger_t3st")];
     const after = await snap();
-    const missing = (await nat.deleteNatTable()) === true && (await nat.deleteNatTable()) === false;
+    const missing = (await nat.deleteNatTable("banger_t3st")) === true && (await nat.deleteNatTable("banger_t3st")) === false;
     return { once, twice, two, removed, after, missing };
   `);
     const tag = "banger-vm:vm1";
@@ -205,6 +210,11 @@ gatedTest(
     assert(out.missing, "deleteNatTable() deletes once, then reports absence");
     assertEquals(out.after.other, otherBefore, "table ip other untouched");
     assertEquals(await ns.exec(["nft", "list", "table", "ip", "other"]), otherBefore);
+    assertEquals(
+      await ns.exec(["nft", "list", "table", "ip", "banger_zzzz"]),
+      theirsBefore,
+      "another instance's table untouched",
+    );
   },
 );
 
@@ -248,7 +258,7 @@ gatedTest(
     await outside.exec(["ip", "addr", "add", "198.51.100.2/24", "dev", "eth0"]);
     await outside.exec(["ip", "link", "set", "eth0", "up"]); // no route back to 172.30.0.0/24
     await host.deno(
-      `await (await import(HOST + "net/nat.ts")).addNat({ vmId: "vm1", guestIp: "172.30.0.2", bridge: "bg-brt" });`,
+      `await (await import(HOST + "net/nat.ts")).addNat({ vmId: "vm1", guestIp: "172.30.0.2", bridge: "bg-brt" }, "banger_t3st");`,
     );
 
     const listener = outside.spawn([
@@ -283,7 +293,10 @@ gatedTest(
   async () => {
     await using ns = await Netns.create();
     created.push(ns.name);
-    assertEquals(await ns.deno(`return await (await import(HOST + "net/nat.ts")).listNat();`), []);
+    assertEquals(
+      await ns.deno(`return await (await import(HOST + "net/nat.ts")).listNat("banger_t3st");`),
+      [],
+    );
   },
 );
 

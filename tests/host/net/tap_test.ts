@@ -72,7 +72,7 @@ gatedTest(
   async () => {
     await using ns = await netns();
     const kernel = await ns.deno<
-      { link: unknown; taps: unknown; again: unknown; del: boolean; gone: boolean }
+      { link: unknown; taps: unknown; again: string; owner: unknown; del: boolean; gone: boolean }
     >(`
     const { ensureBridge } = await import(HOST + "net/bridge.ts");
     const tap = await import(HOST + "net/tap.ts");
@@ -81,11 +81,15 @@ gatedTest(
     const run = async (args) => new TextDecoder().decode((await new Deno.Command("ip", { args, stdout: "piped" }).output()).stdout);
     const link = JSON.parse(await run(["-j", "-d", "link", "show", "dev", "bg-tap0"]))[0];
     const taps = await tap.listTaps();
-    await tap.createTap("bg-tap0", { bridge: "bg-brt" }); // idempotent on an idle tap
-    const again = await tap.listTaps();
+    // An existing tap is never taken over (it may be another instance's): refused, unchanged.
+    const again = await tap.createTap("bg-tap0", { bridge: "bg-brt" }).then(
+      () => "created",
+      (err) => err.code + ": " + err.message,
+    );
+    const after = JSON.parse(await run(["-j", "-d", "link", "show", "dev", "bg-tap0"]))[0];
     const del = await tap.deleteTap("bg-tap0");
     const gone = !(await tap.deleteTap("bg-tap0"));
-    return { link: { kind: link.linkinfo.info_kind, data: link.linkinfo.info_data, master: link.master, up: link.flags.includes("UP") }, taps, again, del, gone };
+    return { link: { kind: link.linkinfo.info_kind, data: link.linkinfo.info_data, master: link.master, up: link.flags.includes("UP") }, taps, again, owner: after.linkinfo.info_data.user, del, gone };
   `);
     assertEquals(kernel.link, {
       kind: "tun",
@@ -101,7 +105,11 @@ gatedTest(
       up: true,
     });
     assertEquals(kernel.taps, [{ name: "bg-tap0", bridge: "bg-brt", up: true }]);
-    assertEquals(kernel.again, kernel.taps);
+    assertEquals(
+      kernel.again,
+      'conflict: Cannot create tap "bg-tap0": an interface of that name exists',
+    );
+    assertEquals(kernel.owner, 1234, "still its first owner's");
     assertEquals(kernel.del, true);
     assertEquals(kernel.gone, true, "deleting a missing tap reports false");
   },

@@ -1,4 +1,4 @@
-import { collectOutput, run } from "../../../host/os/exec.ts";
+import { collectOutput, OutputTooLargeError, run } from "../../../host/os/exec.ts";
 import { ExecError } from "../../../host/errors.ts";
 import { assertEquals, assertRejects } from "../../fixtures/assert.ts";
 
@@ -21,4 +21,25 @@ Deno.test("collectOutput() streams a ReadableStream to stdin and ignores a progr
   const status = await collectOutput(early, new Uint8Array(1024 * 1024));
   assertEquals(status.code, 3);
   await assertRejects(() => run("sh", ["-c", "exit 3"], { stdin: "x" }), ExecError, "exit");
+});
+
+Deno.test("collectOutput() kills a program printing past its stdout limit and keeps only stderr's tail", async () => {
+  const flood = new Deno.Command("sh", {
+    args: ["-c", "yes 0123456789; echo never"],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const err = await assertRejects(
+    () => collectOutput(flood, undefined, { maxStdout: 1 << 20, maxStderrTail: 16 }),
+    OutputTooLargeError,
+  );
+  assertEquals(err.code, "too_large");
+  const noisy = new Deno.Command("sh", {
+    args: ["-c", "i=0; while [ $i -lt 2000 ]; do echo line$i >&2; i=$((i+1)); done; printf ok"],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const out = await collectOutput(noisy, undefined, { maxStdout: 16, maxStderrTail: 16 });
+  assertEquals(new TextDecoder().decode(out.stdout), "ok");
+  assertEquals(new TextDecoder().decode(out.stderr), "ne1998\nline1999\n", "the last 16 bytes");
 });

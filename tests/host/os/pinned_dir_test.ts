@@ -21,15 +21,16 @@ Deno.test("encodeOpenHow() lays out flags, mode and resolve as three little-endi
   ]);
 });
 
-Deno.test("decodeStat() reads mode, uid, gid and size at their x86_64 offsets", () => {
+Deno.test("decodeStat() reads nlink, mode, uid, gid and size at their x86_64 offsets", () => {
   const buf = new Uint8Array(STAT_SIZE);
   const dv = new DataView(buf.buffer);
+  dv.setBigUint64(16, 3n, true);
   dv.setUint32(24, 0o100644, true);
   dv.setUint32(28, 1000, true);
   dv.setUint32(32, 1001, true);
   dv.setBigInt64(48, 4096n, true);
   const st = decodeStat(buf);
-  assertEquals([st.mode, st.uid, st.gid, st.size], [0o100644, 1000, 1001, 4096]);
+  assertEquals([st.nlink, st.mode, st.uid, st.gid, st.size], [3, 0o100644, 1000, 1001, 4096]);
 });
 
 async function tree(): Promise<{ base: string } & AsyncDisposable> {

@@ -1,3 +1,4 @@
+import { instanceFor } from "../../../host/instance.ts";
 import { assert, assertEquals, assertRejects } from "../../fixtures/assert.ts";
 import { gatedTest, programs, root } from "../../fixtures/requires.ts";
 import { Netns } from "../../fixtures/netns.ts";
@@ -513,6 +514,7 @@ gatedTest(
     await withOps(async ({ layout }) => {
       const network = { bridgeName: "bg-brh", bridgeIp: "172.30.9.1", cidr: "172.30.9.0/24" };
       const ops = new InProcessOps(layout, { owner: { uid: 65534, gid: 65534 }, network });
+      const tap7 = `${instanceFor(layout.stateDir).tapPrefix}7`;
       const refusals: [string, () => Promise<unknown>][] = [
         ["another bridge", () => ops.ensureBridge({ name: "bg-brx", address: "172.30.9.1/24" })],
         [
@@ -523,10 +525,14 @@ gatedTest(
           "a more specific route",
           () => ops.ensureBridge({ name: "bg-brh", address: "172.30.9.1/30" }),
         ],
-        ["a tap on another bridge", () => ops.createTap({ name: "bg-tap7", bridge: "bg-brx" })],
+        ["a tap on another bridge", () => ops.createTap({ name: tap7, bridge: "bg-brx" })],
+        [
+          "another instance's tap name",
+          () => ops.createTap({ name: "bg-tap7", bridge: "bg-brh", group: 65534 }),
+        ],
         [
           "a tap for another group",
-          () => ops.createTap({ name: "bg-tap7", bridge: "bg-brh", group: 0 }),
+          () => ops.createTap({ name: tap7, bridge: "bg-brh", group: 0 }),
         ],
         [
           "NAT outside the CIDR",
@@ -552,11 +558,11 @@ gatedTest(
       );
       await t.step("its own bridge, tap and NAT are made", async () => {
         await ops.ensureBridge({ name: "bg-brh", address: "172.30.9.1/24" });
-        await ops.createTap({ name: "bg-tap7", bridge: "bg-brh", group: 65534 });
+        await ops.createTap({ name: tap7, bridge: "bg-brh", group: 65534 });
         await ops.addNat({ vmId: "v1", guestIp: "172.30.9.5", bridge: "bg-brh" });
         assertEquals((await ops.listNat()).map((n) => n.vmId), ["v1"]);
         await ops.removeNat({ vmId: "v1" });
-        await ops.deleteTap({ name: "bg-tap7" });
+        await ops.deleteTap({ name: tap7 });
       });
     });
   },

@@ -6,7 +6,12 @@ import {
   renderJailerArgs,
 } from "../../../../host/vmm/firecracker/jailer.ts";
 import { JailerError } from "../../../../host/vmm/firecracker/jailer.ts";
-import { assertEquals, assertThrows } from "../../../fixtures/assert.ts";
+import {
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertThrows,
+} from "../../../fixtures/assert.ts";
 import { gatedTest, root } from "../../../fixtures/requires.ts";
 
 const SPEC = {
@@ -87,6 +92,9 @@ gatedTest(
       await Deno.mkdir(vmDir, { recursive: true });
       await Deno.writeTextFile(`${base}/state/vmlinux`, "kernel");
       await Deno.writeTextFile(`${vmDir}/root.ext4`, "root");
+      for (const f of [`${base}/state/vmlinux`, `${vmDir}/root.ext4`]) {
+        await Deno.chown(f, 65534, 65534);
+      }
       await Deno.mkdir(`${base}/jail`, { mode: 0o711 });
       const chrootDir = `${base}/jail/firecracker/vm-1/root`;
       await prepareJailChroot({
@@ -128,3 +136,48 @@ gatedTest(
     }
   },
 );
+
+gatedTest(
+  "prepareJailChroot() links only the owner's regular files, never through a symlinked directory, and places nothing when refusing",
+  [root()],
+  async () => {
+    const base = await Deno.makeTempDir({ prefix: "bgj-" });
+    try {
+      const vmDir = `${base}/state/vms/vm-1`;
+      await Deno.mkdir(vmDir, { recursive: true });
+      await Deno.mkdir(`${base}/jail`, { mode: 0o711 });
+      await Deno.writeTextFile(`${base}/secret`, "root's");
+      await Deno.writeTextFile(`${base}/mine`, "owner's");
+      await Deno.chown(`${base}/mine`, 65534, 65534);
+      await Deno.link(`${base}/secret`, `${vmDir}/rootlink`);
+      await Deno.symlink(base, `${base}/state/swapped`);
+      const cases: [string, RegExp][] = [
+        [`${vmDir}/rootlink`, /owned by uid 0/],
+        [`${base}/state/swapped/mine`, /Too many levels of symbolic links|ELOOP/],
+      ];
+      for (const [file, message] of cases) {
+        const chrootDir = `${base}/jail/firecracker/vm-1/root`;
+        const err = await assertRejects(() =>
+          prepareJailChroot({
+            chrootBaseDir: `${base}/jail`,
+            chrootDir,
+            vmDir,
+            files: [file],
+            uid: 65534,
+            gid: 65534,
+          })
+        );
+        assertMatch(String(err), message);
+        assertEquals(await exists(`${chrootDir}${file}`), false, `${file} was not linked`);
+        assertEquals((await Deno.stat(`${base}/secret`)).nlink, 2, "only the owner's own link");
+        await Deno.remove(`${base}/jail/firecracker`, { recursive: true });
+      }
+    } finally {
+      await Deno.remove(base, { recursive: true });
+    }
+  },
+);
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.lstat(path).then(() => true, () => false);
+}
