@@ -6,7 +6,7 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(
   ca-certificates git iproute2 nftables e2fsprogs openssh-client
   qemu-system-x86 busybox-static lz4 zstd xz-utils kmod debootstrap cpio
-  docker-registry skopeo umoci socat procps dnsutils xfsprogs
+  docker-registry skopeo umoci socat procps dnsutils xfsprogs iputils-ping
 )
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null

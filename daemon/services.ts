@@ -55,6 +55,8 @@ export interface DaemonServices {
   store: Store;
   net: HostNetwork;
   images: ImageService;
+  /** The OCI blob cache pulls share (pruned by `image cache prune`). */
+  blobs: BlobCache;
   kernels: KernelService;
   vms: VmService;
   vmDeps: VmDeps;
@@ -82,12 +84,13 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
   const ops = privileges.ops;
   const catalogs = cachedCatalogs(config.catalogUrl);
   const kernels = new KernelService({ layout, store, catalogs });
+  const blobs = new BlobCache(ociBlobsDir(layout));
   const images = new ImageService({
     layout,
     store,
     ops,
     kernels,
-    blobs: new BlobCache(ociBlobsDir(layout)),
+    blobs,
     catalogs,
     imageLimits: config.imageLimits,
   });
@@ -150,6 +153,7 @@ export async function buildServices(i: ServiceInputs): Promise<DaemonServices> {
     store,
     net,
     images,
+    blobs,
     kernels,
     vms,
     vmDeps,

@@ -227,6 +227,8 @@ export const vmFiles = {
   qemuMonitor: "qemu.sock",
   /** The VMM's pid file. */
   pidFile: "vmm.pid",
+  /** The guest's SSH host key, made by the daemon (its `.pub` beside it). */
+  hostKey: "ssh_host_ed25519_key",
 } as const;
 
 /** The AF_UNIX `sun_path` limit, including the terminating NUL. */

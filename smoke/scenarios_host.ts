@@ -108,14 +108,21 @@ export const HOST_SCENARIOS: Scenario[] = [
   },
   {
     name: "known_hosts",
-    description: "vm delete removes the VM's pinned host key",
+    description:
+      "the guest runs with the host key the daemon made and pinned before its first boot; vm delete removes the pin",
     class: "pure",
     async run(c) {
       const name = c.vmName("kh");
-      await c.ok(["vm", "create", "--name", name]);
-      await c.ok(["vm", "ssh", name, "--", "true"]);
+      const vm = json<VmJson>(await c.ok(["vm", "create", "--name", name, "--json"]));
+      const made = (await Deno.readTextFile(
+        `${c.env.home}/state/vms/${vm.id}/ssh_host_ed25519_key.pub`,
+      )).split(" ")[1];
+      const served =
+        (await c.ok(["vm", "ssh", name, "--", "cat", "/etc/ssh/ssh_host_ed25519_key.pub"]))
+          .stdout.split(" ")[1];
+      assertEquals(served, made, "the guest serves the daemon's key");
       const known = `${c.env.home}/state/ssh/known_hosts`;
-      assertStringIncludes(await Deno.readTextFile(known), `${name}.vm`);
+      assertStringIncludes(await Deno.readTextFile(known), `${name}.vm ssh-ed25519 ${made}\n`);
       await c.ok(["vm", "delete", name]);
       assert(!(await Deno.readTextFile(known)).includes(`${name}.vm`), "entry removed");
     },

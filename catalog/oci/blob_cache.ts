@@ -53,6 +53,8 @@ export class BlobCache {
   readonly dir: string;
   // guards in-process downloads; a blob has at most one flight at a time
   readonly #flights = new Map<string, Flight>();
+  // digests a pull still needs (from its download to its layer's extraction), with counts
+  readonly #held = new Map<string, number>();
 
   constructor(dir: string) {
     this.dir = dir;
@@ -61,6 +63,50 @@ export class BlobCache {
   /** Where the blob `digest` (`sha256:<hex>`) lives once cached. */
   path(digest: string): string {
     return `${this.dir}/${hexOf(digest)}`;
+  }
+
+  /**
+   * Keeps the blobs `digests` from being pruned until disposed: a pull holds its config
+   * and layers from their download until it has extracted them.
+   */
+  hold(digests: readonly string[]): Disposable {
+    for (const d of digests) this.#held.set(d, (this.#held.get(d) ?? 0) + 1);
+    return {
+      [Symbol.dispose]: () => {
+        for (const d of digests) {
+          const n = (this.#held.get(d) ?? 1) - 1;
+          if (n > 0) this.#held.set(d, n);
+          else this.#held.delete(d);
+        }
+      },
+    };
+  }
+
+  /**
+   * Removes cached blobs (`image cache prune`); with `dryRun` only counts them. Blobs
+   * being downloaded (temp files) or held by a pull in flight are left alone.
+   */
+  async prune(dryRun: boolean): Promise<{ dir: string; files: number; bytes: number }> {
+    let files = 0;
+    let bytes = 0;
+    let entries: Deno.DirEntry[] = [];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(this.dir));
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    for (const e of entries) {
+      if (!e.isFile || !/^[0-9a-f]{64}$/.test(e.name)) continue;
+      const digest = `sha256:${e.name}`;
+      if (this.#held.has(digest) || this.#flights.has(digest)) continue;
+      const path = `${this.dir}/${e.name}`;
+      const info = await Deno.lstat(path).catch(() => undefined);
+      if (!info) continue;
+      files++;
+      bytes += info.size;
+      if (!dryRun) await Deno.remove(path).catch(() => {});
+    }
+    return { dir: this.dir, files, bytes };
   }
 
   /** Whether the blob is cached with the descriptor's size (content was verified on entry). */

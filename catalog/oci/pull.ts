@@ -153,6 +153,7 @@ async function pullInto(
     signal,
   );
   checkManifest(manifest, name);
+  using _held = options.cache.hold([manifest.config, ...manifest.layers].map((b) => b.digest));
   const fetchBlob = blobFetcher(client, ref, options, manifest, signal);
   const configPath = await fetchBlob(manifest.config);
   const config = parseImageConfig(await Deno.readFile(configPath), name);

@@ -156,4 +156,19 @@ export class HostNetwork {
   async natVmIds(): Promise<string[]> {
     return (await this.#ops.listNat()).map((e) => e.vmId);
   }
+
+  /** Lets `tap` carry only the VM's own MAC and address (idempotent). */
+  guard(vm: { id: string; guestIp: string; runtime: { mac: string } }, tap: string): Promise<void> {
+    return this.#ops.guardTap({ vmId: vm.id, tap, guestIp: vm.guestIp, mac: vm.runtime.mac });
+  }
+
+  /** Removes a VM's tap guard (idempotent). */
+  async unguard(vmId: string): Promise<void> {
+    await this.#ops.unguardTap({ vmId });
+  }
+
+  /** VM ids that have a tap guard. */
+  guardedVmIds(): Promise<string[]> {
+    return this.#ops.listGuards({});
+  }
 }

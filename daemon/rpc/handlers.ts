@@ -17,7 +17,6 @@ import { guestPorts } from "../vm/ports.ts";
 import { resolveVmRef } from "../vm/spec.ts";
 import { imageView, kernelView } from "../vm/views.ts";
 import type { BulkOutcome } from "../vm/vm_service.ts";
-import { pruneCache } from "../image/cache_prune.ts";
 
 /** The services the handlers call, and the daemon's own status and shutdown. */
 export type HandlerServices =
@@ -90,7 +89,7 @@ export function buildHandlers(s: HandlerServices): Handlers<typeof METHODS> {
       const image = await s.images.promote(req.name, ctx);
       return imageView(image, s.images.usedBy(image));
     },
-    "image.cache.prune": (req) => pruneCache(s.layout, req.dry_run ?? false),
+    "image.cache.prune": (req) => s.blobs.prune(req.dry_run ?? false),
 
     "kernel.pull": async (req, ctx) => {
       const { kernel, already } = await s.kernels.pull(req.name, ctx);

@@ -18,6 +18,7 @@ import { vmFiles } from "../../host/layout.ts";
 import {
   forgetHostKeys,
   isHostKeyMismatch,
+  pinHostKey,
   sshArgs,
   SshError,
   type SshTarget,
@@ -260,6 +261,11 @@ export class GuestAccess {
       // no vsock listener in this guest (yet)
       return undefined;
     }
+  }
+
+  /** Pins `publicKey` as `vm`'s host key before its first answer (no trust on first use). */
+  async pin(vm: GuestRef, publicKey: string): Promise<void> {
+    await pinHostKey(this.knownHosts, `${vm.name}.vm`, publicKey);
   }
 
   /** Forgets the pinned host keys of `vm` (on delete, so a reused name or IP is not refused). */

@@ -7,6 +7,7 @@
  * @module
  */
 
+import { Semaphore } from "../locks.ts";
 import { BangerError } from "../../host/errors.ts";
 import type { VmRecord } from "../../store/vms.ts";
 import type { PortView } from "../api/workspace.ts";
@@ -27,6 +28,10 @@ export interface AgentSocket {
 
 /** How long an HTTP probe may take. */
 const PROBE_TIMEOUT_MS = 1500;
+/** HTTP probes in flight at once. */
+export const PROBE_CONCURRENCY = 8;
+/** The most ports probed for HTTP in one listing. */
+const MAX_PROBED = 256;
 
 /**
  * The listening ports of a running VM, with HTTP links where a port answered HTTP.
@@ -44,8 +49,11 @@ export async function guestPorts(
   const answer = await deps.guest.agent(guestRef(vm), "ports", deps.driver(vm.spec.vmm).hasVsock);
   const views = portViews(vm.name, parseAgentPorts(answer, vm.name));
   const timeout = o.probeTimeoutMs ?? PROBE_TIMEOUT_MS;
-  await Promise.all(views.map(async (v) => {
-    if (v.proto !== "tcp" || v.local_only) return;
+  // The guest decides how many ports it reports: probe a bounded number, a few at a time.
+  const slots = new Semaphore(PROBE_CONCURRENCY, "an HTTP probe slot");
+  const probed = views.filter((v) => v.proto === "tcp" && !v.local_only).slice(0, MAX_PROBED);
+  await Promise.all(probed.map(async (v) => {
+    using _slot = await slots.acquire();
     if (await answersHttp(vm.guestIp, v.port, `${vm.name}.vm`, timeout)) {
       v.url = `http://${vm.name}.vm:${v.port}/`;
     }

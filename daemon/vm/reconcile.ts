@@ -49,6 +49,7 @@ export async function reconcile(deps: VmDeps, ctx: OpContext): Promise<Reconcile
         }
         deps.net.dns.set(vm.name, vm.guestIp);
         if (h.natInstalled || vm.spec.nat) await deps.net.addNat(vm.id, vm.guestIp);
+        if (h.tap) await deps.net.guard(vm, h.tap);
         report.adopted.push(vm.name);
         continue;
       }
@@ -102,6 +103,13 @@ async function cleanOrphans(
     }
   } catch (err) {
     report.errors.push(`nat: ${errorMessage(err)}`);
+  }
+  try {
+    for (const id of await deps.net.guardedVmIds()) {
+      if (!known.has(id)) await deps.net.unguard(id);
+    }
+  } catch (err) {
+    report.errors.push(`tap guards: ${errorMessage(err)}`);
   }
   try {
     await deps.net.taps.adopt(inUseTaps);

@@ -19,7 +19,8 @@ import { saveVm, type VmRecord } from "../../store/vms.ts";
 import { getImageById, type ImageRecord } from "../../store/images.ts";
 import type { OpContext } from "../rpc/server.ts";
 import type { VmDeps } from "./deps.ts";
-import { fileSyncOps, identityOps } from "./work_disk.ts";
+import { fileSyncOps, hostKeyOps, identityOps } from "./work_disk.ts";
+import { PROVIDED_HOST_KEY, sshdConfig } from "../../catalog/guest/sshd_config.ts";
 
 /** A start that failed at a step. */
 export class VmStartError extends BangerError {}
@@ -145,10 +146,19 @@ class StartRun {
           }
           const sync = await fileSyncOps(d.config.fileSync);
           for (const s of sync.skipped) this.#ctx.log.warn("file_sync source missing", { path: s });
+          const hostKey = await hostKeyOps(dir);
           await d.ops.writeExt4({
             image: workDisk,
-            ops: [...identityOps(await d.publicKey(), this.#guestEnv()), ...sync.ops],
+            ops: [
+              ...identityOps(await d.publicKey(), this.#guestEnv()),
+              ...hostKey.ops,
+              ...sync.ops,
+            ],
           });
+          // Pinned before the guest ever answers, when its image installs the key it is given.
+          if (await this.#imageInstallsHostKey()) {
+            await d.guest.pin(this.#guestRef(), hostKey.publicKey);
+          }
         },
         undo: async () => {
           if (this.#workDiskCreated) await Deno.remove(workDisk).catch(() => {});
@@ -161,10 +171,13 @@ class StartRun {
           await d.net.ready();
           const tap = await d.net.taps.acquire();
           this.vm = await d.handles.update(vm(), { tap });
+          // Before the guest can send a frame: only its own MAC and address get through.
+          await d.net.guard(vm(), tap);
         },
         undo: async () => {
           const tap = (await d.handles.read(vm())).tap;
           if (!tap) return;
+          await d.net.unguard(vm().id);
           await d.net.taps.release(tap);
           this.vm = await d.handles.update(vm(), { tap: undefined });
         },
@@ -257,6 +270,17 @@ class StartRun {
       guestIp: this.vm.guestIp,
       vmDir: this.vm.runtime.vmDir,
     };
+  }
+
+  /** Whether the image's host-key unit installs the key the daemon provides (newer images). */
+  async #imageInstallsHostKey(): Promise<boolean> {
+    const rootfs = this.#image?.rootfs;
+    if (!rootfs) return false;
+    const unit = await this.#deps.ops.readExt4File({
+      image: rootfs,
+      path: `/etc/systemd/system/${sshdConfig.hostKeysUnitName}`,
+    }).catch(() => "");
+    return unit.includes(PROVIDED_HOST_KEY);
   }
 
   #guestEnv(): string {

@@ -150,7 +150,10 @@ export async function teardownVm(
   await attempt("tap", async () => {
     // A VMM that may still run still holds its tap: it must never reach another VM.
     if (h.tap && !vmmGone) throw new Error(`kept ${h.tap}: its VMM may still hold it`);
-    if (h.tap) await deps.net.taps.release(h.tap);
+    if (h.tap) {
+      await deps.net.unguard(vm.id);
+      await deps.net.taps.release(h.tap);
+    }
     vm = await deps.handles.update(vm, { tap: undefined });
   });
   await attempt("root disk", async () => {

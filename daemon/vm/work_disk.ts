@@ -1,7 +1,7 @@
 /**
  * What banger writes onto a VM's work disk (`/root` in the guest) before every start:
- * the managed public key, `.banger/guest.env` (the guest's network identity) and the
- * `[[file_sync]]` entries. Paths are relative to the work disk's root, so `/root/x` in
+ * the managed public key, the VM's own SSH host key (`.banger/ssh_host_ed25519_key`),
+ * `.banger/guest.env` (the guest's network identity) and the `[[file_sync]]` entries. Paths are relative to the work disk's root, so `/root/x` in
  * the guest is `/x` here. Host files are read by the daemon and sent as bytes, so the
  * privileged writer never opens a user path itself.
  *
@@ -12,6 +12,41 @@ import { Buffer } from "node:buffer";
 import { BangerError } from "../../host/errors.ts";
 import type { Ext4Op } from "../../host/privileged/privileged_ops.ts";
 import type { FileSync } from "../config.ts";
+import { vmFiles } from "../../host/layout.ts";
+import { ensureKey } from "../../host/ssh/ssh.ts";
+
+/**
+ * The VM's SSH host key, made once in `vmDir` by the daemon, and the operations that put
+ * it on the work disk, where the guest's host-key unit installs it before sshd starts.
+ *
+ * @returns its public key line, to pin before the first boot.
+ */
+export async function hostKeyOps(vmDir: string): Promise<{ ops: Ext4Op[]; publicKey: string }> {
+  const key = `${vmDir}/${vmFiles.hostKey}`;
+  const publicKey = await ensureKey(key);
+  return {
+    publicKey,
+    // After identityOps, which makes /.banger.
+    ops: [
+      {
+        kind: "writeFile",
+        path: `/.banger/${vmFiles.hostKey}`,
+        hostFile: key,
+        mode: 0o600,
+        uid: 0,
+        gid: 0,
+      },
+      {
+        kind: "writeFile",
+        path: `/.banger/${vmFiles.hostKey}.pub`,
+        text: `${publicKey}\n`,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+      },
+    ],
+  };
+}
 
 /** A file_sync entry that cannot be copied. */
 export class FileSyncError extends BangerError {}

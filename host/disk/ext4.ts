@@ -29,6 +29,7 @@ import {
   renderWriteScript,
 } from "./_debugfs.ts";
 import { run } from "../os/exec.ts";
+import { type E2fsAccess, e2fsAccess } from "./_confined.ts";
 import { because } from "../os/libc.ts";
 
 export {
@@ -111,9 +112,17 @@ export async function createExt4(options: CreateExt4Options): Promise<void> {
   }
 }
 
-async function debugfs(image: string, args: string[], stdin?: string, what = "read") {
+async function debugfs(
+  image: string,
+  args: string[],
+  stdin?: string,
+  what = "read",
+  access?: E2fsAccess,
+) {
   try {
-    const out = await run("debugfs", [...args, image], { stdin });
+    const out = access
+      ? await access.run("debugfs", args, { stdin })
+      : await run("debugfs", [...args, image], { stdin });
     return { stdout: out.stdout, problems: debugfsProblems(out.stderr) };
   } catch (err) {
     throw new Ext4Error(`Cannot ${what} "${image}" with debugfs: ${because(err)}`, { cause: err });
@@ -121,8 +130,12 @@ async function debugfs(image: string, args: string[], stdin?: string, what = "re
 }
 
 /** Lists `dirs` in one debugfs run; a directory missing from the map does not exist. */
-async function listDirs(image: string, dirs: string[]): Promise<Map<string, ListedEntry[]>> {
-  const { stdout } = await debugfs(image, ["-f", "-"], renderListScript(dirs));
+async function listDirs(
+  image: string,
+  dirs: string[],
+  access?: E2fsAccess,
+): Promise<Map<string, ListedEntry[]>> {
+  const { stdout } = await debugfs(image, ["-f", "-"], renderListScript(dirs), "read", access);
   return parseListings(new TextDecoder().decode(stdout), dirs);
 }
 
@@ -132,8 +145,15 @@ function failed(what: string, image: string, problems: string[]): Ext4Error {
   return new Ext4Error(`Cannot ${what} in "${image}": debugfs reported: ${shown}${more}`);
 }
 
-/** Writes each `writeFile` op's content to a temp file; returns the host path per op. */
-async function stageSources(ops: readonly Ext4Op[], dir: string): Promise<(string | undefined)[]> {
+/**
+ * Writes each `writeFile` op's content to a temp file (a host file too, when the tools run
+ * confined and could not read it); returns the host path per op.
+ */
+async function stageSources(
+  ops: readonly Ext4Op[],
+  dir: string,
+  access: E2fsAccess,
+): Promise<(string | undefined)[]> {
   return await Promise.all(ops.map(async (op, i) => {
     if (op.kind !== "writeFile") return undefined;
     const given = [op.text, op.base64, op.hostFile].filter((v) => v !== undefined).length;
@@ -143,15 +163,18 @@ async function stageSources(ops: readonly Ext4Op[], dir: string): Promise<(strin
         { code: "invalid_argument" },
       );
     }
+    const path = `${dir}/${i}`;
     if (op.hostFile !== undefined) {
       checkEncodable(op.hostFile, "host file");
-      return op.hostFile;
+      if (access.uid === undefined) return op.hostFile;
+      await Deno.copyFile(op.hostFile, path);
+    } else {
+      const bytes = op.text !== undefined
+        ? new TextEncoder().encode(op.text)
+        : Uint8Array.from(atob(op.base64 ?? ""), (c) => c.charCodeAt(0));
+      await Deno.writeFile(path, bytes, { mode: 0o600 });
     }
-    const bytes = op.text !== undefined
-      ? new TextEncoder().encode(op.text)
-      : Uint8Array.from(atob(op.base64 ?? ""), (c) => c.charCodeAt(0));
-    const path = `${dir}/${i}`;
-    await Deno.writeFile(path, bytes, { mode: 0o600 });
+    await access.hand(path);
     return path;
   }));
 }
@@ -168,22 +191,38 @@ async function stageSources(ops: readonly Ext4Op[], dir: string): Promise<(strin
  * await writeExt4("/state/vms/abc/work.ext4", [
  *   { kind: "mkdir", path: "/.ssh", mode: 0o700 },
  *   { kind: "writeFile", path: "/.ssh/authorized_keys", text: key, mode: 0o600 },
- * ]);
+ * ], { confined: true });
  * ```
  */
-export async function writeExt4(image: string, ops: readonly Ext4Op[]): Promise<void> {
+export async function writeExt4(
+  image: string,
+  ops: readonly Ext4Op[],
+  options: Ext4Confinement = {},
+): Promise<void> {
   if (ops.length === 0) return;
   const dirs = dirsToProbe(ops);
   const tmp = await Deno.makeTempDir({ prefix: "banger-ext4-" });
+  const access = await e2fsAccess(image, options.confined ?? false);
   try {
     checkEncodable(tmp, "temporary directory");
-    const sources = await stageSources(ops, tmp);
-    const script = renderWriteScript(ops, await listDirs(image, dirs), sources);
-    const { problems } = await debugfs(image, ["-w", "-f", "-"], script, "write");
+    await access.hand(tmp);
+    const sources = await stageSources(ops, tmp, access);
+    const script = renderWriteScript(ops, await listDirs(image, dirs, access), sources);
+    const { problems } = await debugfs(image, ["-w", "-f", "-"], script, "write", access);
     if (problems.length) throw failed("write files", image, problems);
   } finally {
+    await access.close();
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
+}
+
+/** Options of the ext4 operations that may meet a disk the guest wrote. */
+export interface Ext4Confinement {
+  /**
+   * Run the tools confined (`host/disk/_confined.ts`): as root, they then run as a
+   * throwaway uid that reaches only this image. @default {false}
+   */
+  confined?: boolean;
 }
 
 /**
@@ -284,7 +323,11 @@ export async function checkExt4(image: string): Promise<Ext4Check> {
  *
  * @throws {Ext4Error} `invalid_argument` when asked to shrink, or when a tool fails.
  */
-export async function growExt4(image: string, sizeBytes: number): Promise<void> {
+export async function growExt4(
+  image: string,
+  sizeBytes: number,
+  options: Ext4Confinement = {},
+): Promise<void> {
   const current = (await Deno.stat(image)).size;
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes < current) {
     throw new Ext4Error(
@@ -296,8 +339,13 @@ export async function growExt4(image: string, sizeBytes: number): Promise<void> 
   try {
     using file = await Deno.open(image, { write: true });
     await file.truncate(sizeBytes);
-    await run("e2fsck", ["-fp", image], { okCodes: [0, 1] });
-    await run("resize2fs", [image]);
+    const access = await e2fsAccess(image, options.confined ?? false);
+    try {
+      await access.run("e2fsck", ["-fp"], { okCodes: [0, 1] });
+      await access.run("resize2fs", []);
+    } finally {
+      await access.close();
+    }
   } catch (err) {
     throw new Ext4Error(`Cannot grow "${image}" to ${sizeBytes} bytes: ${because(err)}`, {
       cause: err,

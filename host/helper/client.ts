@@ -133,6 +133,15 @@ export class HelperOps implements PrivilegedOps {
   listNat(a?: OpArgs<"listNat">): Promise<NatEntry[]> {
     return this.call("listNat", a) as Promise<NatEntry[]>;
   }
+  guardTap(a: OpArgs<"guardTap">): Promise<void> {
+    return this.call("guardTap", a) as Promise<void>;
+  }
+  unguardTap(a: OpArgs<"unguardTap">): Promise<boolean> {
+    return this.call("unguardTap", a) as Promise<boolean>;
+  }
+  listGuards(a?: OpArgs<"listGuards">): Promise<string[]> {
+    return this.call("listGuards", a) as Promise<string[]>;
+  }
   rootDiskStrategy(a: OpArgs<"rootDiskStrategy">): Promise<StrategyReport> {
     return this.call("rootDiskStrategy", a) as Promise<StrategyReport>;
   }

@@ -62,6 +62,7 @@ import { createTap, deleteTap, listTaps, type TapInfo } from "../net/tap.ts";
 import { type Instance, instanceFor, tapIndex } from "../instance.ts";
 import { dmBackingFiles } from "../disk/dm_sysfs.ts";
 import { findNetworkConflict, freeCidr, parseRoutes } from "../net/conflicts.ts";
+import { addGuard, listGuards, removeGuard } from "../net/guard.ts";
 
 const DELETED = " (deleted)";
 /** The `/proc` and `/sys` files callers may read: liveness, stats, doctor, loop discovery. */
@@ -272,6 +273,29 @@ export class InProcessOps implements PrivilegedOps {
     return await listNat(this.#instance.nftTable);
   }
 
+  async guardTap(raw: OpArgs<"guardTap">): Promise<void> {
+    const args = this.#args("guardTap", raw);
+    this.#ownTap(args.tap, "guard");
+    const net = this.#network;
+    const ip = parseIpv4(args.guestIp);
+    if (net && (ip === undefined || !cidrContains(net.range, ip))) {
+      throw new PrivilegedOpsError(
+        `Cannot guard tap "${args.tap}" for ${args.guestIp}: this helper serves guests of ${net.cidr}`,
+        { code: "permission_denied" },
+      );
+    }
+    await addGuard(args, this.#instance.nftTable);
+  }
+
+  async unguardTap(raw: OpArgs<"unguardTap">): Promise<boolean> {
+    return await removeGuard(this.#args("unguardTap", raw).vmId, this.#instance.nftTable);
+  }
+
+  async listGuards(raw?: OpArgs<"listGuards">): Promise<string[]> {
+    this.#args("listGuards", raw);
+    return await listGuards(this.#instance.nftTable);
+  }
+
   async rootDiskStrategy(raw: OpArgs<"rootDiskStrategy">): Promise<StrategyReport> {
     const { dir } = this.#args("rootDiskStrategy", raw);
     await this.#dir(dir, "directory");
@@ -372,7 +396,8 @@ export class InProcessOps implements PrivilegedOps {
         await this.#file(op.hostFile, "host file");
       }
     }
-    await writeExt4(image, ops as Ext4Op[]);
+    // Confined: the image may be a work disk the guest wrote (host/disk/_confined.ts).
+    await writeExt4(image, ops as Ext4Op[], { confined: true });
   }
 
   async applyExt4Ownership(raw: OpArgs<"applyExt4Ownership">): Promise<void> {
@@ -407,7 +432,7 @@ export class InProcessOps implements PrivilegedOps {
 
   async growExt4(raw: OpArgs<"growExt4">): Promise<void> {
     const { image, sizeBytes } = this.#args("growExt4", raw);
-    await growExt4(await this.#file(image, "disk image"), sizeBytes);
+    await growExt4(await this.#file(image, "disk image"), sizeBytes, { confined: true });
   }
 
   readProcFile(raw: OpArgs<"readProcFile">): Promise<string> {

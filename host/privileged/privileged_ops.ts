@@ -114,6 +114,17 @@ export const PRIVILEGED_OP_ARGS = {
   listTaps: s.object({}),
   addNat: s.object({ vmId, guestIp: ipv4, bridge: bridgeName }),
   removeNat: s.object({ vmId }),
+  guardTap: s.object({
+    vmId,
+    tap: tapName,
+    guestIp: ipv4,
+    mac: s.string({
+      pattern: /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/,
+      expected: "a MAC like 06:00:ac:10:00:02",
+    }),
+  }),
+  unguardTap: s.object({ vmId }),
+  listGuards: s.object({}),
   listNat: s.object({}),
   rootDiskStrategy: s.object({ dir: path }),
   createRootDisk: s.object({
@@ -265,6 +276,12 @@ export interface PrivilegedOps {
   removeNat(args: OpArgs<"removeNat">): Promise<boolean>;
   /** Which VMs have NAT rules installed. */
   listNat(args?: OpArgs<"listNat">): Promise<NatEntry[]>;
+  /** Lets the VM's tap send only from its own MAC and IPv4 address (anti-spoofing). */
+  guardTap(args: OpArgs<"guardTap">): Promise<void>;
+  /** Removes a VM's tap guard; `false` when it had none. */
+  unguardTap(args: OpArgs<"unguardTap">): Promise<boolean>;
+  /** Which VMs have a tap guard. */
+  listGuards(args?: OpArgs<"listGuards">): Promise<string[]>;
   /** Which root-disk strategy this host would use for VM files in `dir` (doctor). */
   rootDiskStrategy(args: OpArgs<"rootDiskStrategy">): Promise<StrategyReport>;
   /** Makes a VM's copy-on-write root disk; the handle is plain JSON to persist. */

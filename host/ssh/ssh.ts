@@ -143,18 +143,55 @@ export async function ensureKey(path: string): Promise<string> {
  * Removes every known_hosts entry for the given names/addresses (on `vm delete`, so a
  * reused name or IP is not refused as a changed host key). Missing file is fine.
  */
-export async function forgetHostKeys(knownHosts: string, hosts: readonly string[]): Promise<void> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(knownHosts);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return;
-    throw err;
-  }
-  const kept = removeHostLines(text, hosts);
-  if (kept === text) return;
-  await writeFileAtomic(knownHosts, kept, { mode: 0o600 });
+export function forgetHostKeys(knownHosts: string, hosts: readonly string[]): Promise<void> {
+  return rewrite(knownHosts, (text) => removeHostLines(text, hosts));
 }
+
+/**
+ * Pins `publicKey` (an OpenSSH public key line) as the only key of `alias`, before the
+ * host was ever contacted: the first connection then checks it like every later one.
+ */
+export function pinHostKey(knownHosts: string, alias: string, publicKey: string): Promise<void> {
+  const [type, key] = publicKey.trim().split(/\s+/);
+  if (!/^[a-z0-9@.-]+$/.test(type ?? "") || !/^[A-Za-z0-9+/=]+$/.test(key ?? "")) {
+    return Promise.reject(
+      new SshError(`Cannot pin a host key for "${alias}": not a public key`, {
+        code: "invalid_argument",
+      }),
+    );
+  }
+  return rewrite(knownHosts, (text) => {
+    const kept = removeHostLines(text, [alias]);
+    return `${kept}${kept === "" || kept.endsWith("\n") ? "" : "\n"}${alias} ${type} ${key}\n`;
+  });
+}
+
+/**
+ * Rewrites `knownHosts` through `change`, one rewrite at a time per file in this process
+ * (parallel deletes and starts would otherwise lose each other's lines).
+ */
+function rewrite(knownHosts: string, change: (text: string) => string): Promise<void> {
+  const previous = rewrites.get(knownHosts) ?? Promise.resolve();
+  const next = previous.then(async () => {
+    let text = "";
+    try {
+      text = await Deno.readTextFile(knownHosts);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    const changed = change(text);
+    if (changed !== text) await writeFileAtomic(knownHosts, changed, { mode: 0o600 });
+  });
+  const settled = next.catch(() => {});
+  rewrites.set(knownHosts, settled);
+  settled.then(() => {
+    if (rewrites.get(knownHosts) === settled) rewrites.delete(knownHosts);
+  });
+  return next;
+}
+
+/** The last queued rewrite of each known_hosts file in this process. */
+const rewrites = new Map<string, Promise<void>>();
 
 /** Pure core of {@linkcode forgetHostKeys}: drops lines whose host list names any of `hosts`. */
 export function removeHostLines(text: string, hosts: readonly string[]): string {

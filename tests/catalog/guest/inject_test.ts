@@ -76,7 +76,9 @@ Deno.test("guestPieces() lists parents before children and every unit's program 
   for (const p of pieces) {
     if (p.kind !== "file" || !p.path.endsWith(".service")) continue;
     const exec = /^ExecStart=(\S+)/m.exec(p.content)?.[1] ?? "";
-    assert(exec.startsWith("/usr/bin/") || files.has(exec), `${p.path} runs ${exec}`);
+    // /bin/sh is in every image (merged /usr or not).
+    const present = exec.startsWith("/usr/bin/") || exec === "/bin/sh" || files.has(exec);
+    assert(present, `${p.path} runs ${exec}`);
   }
 });
 
@@ -92,8 +94,31 @@ Deno.test("the sshd drop-in allows root by key only and names the per-VM host ke
   ) {
     assertStringIncludes(sshdConfig.dropIn, `${line}\n`);
   }
-  assertStringIncludes(
-    sshdConfig.hostKeysUnit,
-    "ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key",
-  );
+  assertStringIncludes(sshdConfig.hostKeysUnit, "RequiresMountsFor=/root\n");
+  assertStringIncludes(sshdConfig.hostKeysUnit, '"$$p" "$$k"');
+});
+
+Deno.test("the host-key unit installs the daemon's key when given one, else generates one once", async () => {
+  const exec = /^ExecStart=\/bin\/sh -c '(.*)'$/m.exec(sshdConfig.hostKeysUnit)?.[1] ?? "";
+  const root = await Deno.makeTempDir({ prefix: "bgh-" });
+  try {
+    const script = exec.replaceAll("$$", "$").replaceAll("/etc/ssh/", `${root}/etc/`)
+      .replaceAll("/root/.banger/", `${root}/banger/`);
+    await Deno.mkdir(`${root}/etc`);
+    await Deno.mkdir(`${root}/banger`);
+    const boot = () => new Deno.Command("sh", { args: ["-c", script] }).output();
+    const key = `${root}/etc/ssh_host_ed25519_key`;
+    assertEquals((await boot()).code, 0);
+    const generated = await Deno.readTextFile(`${key}.pub`);
+    assertEquals((await boot()).code, 0);
+    assertEquals(await Deno.readTextFile(`${key}.pub`), generated, "generated once, then kept");
+    await Deno.writeTextFile(`${root}/banger/ssh_host_ed25519_key`, "PRIVATE\n");
+    await Deno.writeTextFile(`${root}/banger/ssh_host_ed25519_key.pub`, "ssh-ed25519 AAAAgiven\n");
+    assertEquals((await boot()).code, 0);
+    assertEquals(await Deno.readTextFile(key), "PRIVATE\n");
+    assertEquals(await Deno.readTextFile(`${key}.pub`), "ssh-ed25519 AAAAgiven\n");
+    assertEquals(((await Deno.stat(key)).mode ?? 0) & 0o777, 0o600);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
 });

@@ -151,3 +151,27 @@ Deno.test("BlobCache.has() trusts only files with the descriptor's size", async 
     assertEquals(await cache.has(descriptor), true);
   });
 });
+
+Deno.test("BlobCache.prune() removes cached blobs but never one a pull in flight holds", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bgb-" });
+  try {
+    const cache = new BlobCache(dir);
+    const blob = async (text: string) => {
+      const bytes = new TextEncoder().encode(text);
+      const d = { digest: await sha256Digest(bytes), size: bytes.length, mediaType: "x" };
+      await cache.ensure(d, () => Promise.resolve(ReadableStream.from([bytes])));
+      return d.digest;
+    };
+    const [held, free] = [await blob("layer held by a pull"), await blob("a spare layer")];
+    {
+      using _pull = cache.hold([held]);
+      assertEquals((await cache.prune(true)).files, 1, "a dry run counts only the free blob");
+      assertEquals((await cache.prune(false)).files, 1);
+      assertEquals(await Deno.stat(cache.path(held)).then(() => true), true, "held blob kept");
+      assertEquals(await Deno.stat(cache.path(free)).then(() => true, () => false), false);
+    }
+    assertEquals((await cache.prune(false)).files, 1, "released, it goes too");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

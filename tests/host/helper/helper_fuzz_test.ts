@@ -78,6 +78,7 @@ gatedTest(
         if (/bridge name/.test(expected)) return "bg-fz";
         if (/interface address/.test(expected)) return "172.29.0.1/24";
         if (/CIDR/.test(expected)) return "172.29.0.0/24";
+        if (/MAC/.test(expected)) return "06:00:ac:1d:00:02";
         if (/IPv4/.test(expected)) return "172.29.0.2";
         if (/loop device/.test(expected)) return "/dev/loop7";
         if (/dm name/.test(expected)) return "bg-root-fz1";

@@ -15,9 +15,13 @@ import {
 } from "../../fixtures/assert.ts";
 import { Netns } from "../../fixtures/netns.ts";
 import { gatedTest, programs, root } from "../../fixtures/requires.ts";
-import { OWNER, ownerDenoDir, type SystemRoot, systemRoot } from "../../fixtures/system_root.ts";
-
-const CALL = new URL("../../fixtures/helper_call.ts", import.meta.url).pathname;
+import {
+  callHelperAs,
+  OWNER,
+  ownerDenoDir,
+  type SystemRoot,
+  systemRoot,
+} from "../../fixtures/system_root.ts";
 
 interface Running extends AsyncDisposable {
   sys: SystemRoot;
@@ -57,29 +61,6 @@ async function running(): Promise<Running> {
       await sys[Symbol.asyncDispose]();
     },
   };
-}
-
-/** Runs the raw client as `uid` and returns the answer line. */
-async function callAs(uid: number, socket: string, request: unknown, denoDir: string) {
-  const out = await new Deno.Command("setpriv", {
-    args: [
-      `--reuid=${uid}`,
-      `--regid=${uid}`,
-      "--clear-groups",
-      "env",
-      `DENO_DIR=${denoDir}`,
-      Deno.execPath(),
-      "run",
-      "-A",
-      "-q",
-      CALL,
-      socket,
-      JSON.stringify(request),
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return new TextDecoder().decode(out.stdout).trim();
 }
 
 const needs = [root(), programs("setpriv", "ip")];
@@ -172,17 +153,20 @@ gatedTest(
     await using denoDir = await ownerDenoDir();
     const ping = { op: "ping", op_id: "op-test0001" };
     await t.step("the owner uid is served", async () => {
-      assertStringIncludes(await callAs(OWNER.uid, h.socket, ping, denoDir.path), '"ok":true');
+      assertStringIncludes(
+        await callHelperAs(OWNER.uid, h.socket, ping, denoDir.path),
+        '"ok":true',
+      );
     });
     await t.step("another uid cannot even connect to the 0600 socket", async () => {
       assertStringIncludes(
-        await callAs(1, h.socket, ping, denoDir.path),
+        await callHelperAs(1, h.socket, ping, denoDir.path),
         "CONNECT-ERROR PermissionDenied",
       );
     });
     await t.step("another uid that gets past the file mode is refused by SO_PEERCRED", async () => {
       await Deno.chmod(h.socket, 0o666);
-      const answer = JSON.parse(await callAs(1, h.socket, ping, denoDir.path));
+      const answer = JSON.parse(await callHelperAs(1, h.socket, ping, denoDir.path));
       assertEquals(answer.ok, false);
       assertEquals(answer.error.code, "permission_denied");
       assertStringIncludes(answer.error.message, "uid 1 is neither root nor the owner (uid 65534)");

@@ -1,6 +1,7 @@
 import { assert, assertEquals } from "../../fixtures/assert.ts";
 import {
   ensureKey,
+  forgetHostKeys,
   isHostKeyMismatch,
   removeHostLines,
   shellQuote,
@@ -71,6 +72,20 @@ gatedTest("ensureKey() creates an ed25519 key once and returns its public line",
     assert(pub.startsWith("ssh-ed25519 "), pub);
     assertEquals(await ensureKey(`${dir}/ssh/id_ed25519`), pub, "the second call reuses the key");
     assertEquals(((await Deno.stat(`${dir}/ssh`)).mode ?? 0) & 0o777, 0o700);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("forgetHostKeys() called for many VMs at once removes every one of them (parallel deletes)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bgk-" });
+  try {
+    const file = `${dir}/known_hosts`;
+    const names = Array.from({ length: 24 }, (_, i) => `vm${i}.vm`);
+    const lines = names.map((n, i) => `${n},172.16.0.${i + 2} ssh-ed25519 AAAAC3Nza${i}`);
+    await Deno.writeTextFile(file, [...lines, "keep.vm ssh-ed25519 AAAAkeep", ""].join("\n"));
+    await Promise.all(names.map((n, i) => forgetHostKeys(file, [n, `172.16.0.${i + 2}`])));
+    assertEquals(await Deno.readTextFile(file), "keep.vm ssh-ed25519 AAAAkeep\n");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
