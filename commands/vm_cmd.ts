@@ -48,6 +48,12 @@ const sizing: FlagDef[] = [
     placeholder: "SIZE",
     help: "Work disk (/root) size, e.g. 8G",
   },
+  {
+    name: "system-overlay-size",
+    kind: "string",
+    placeholder: "SIZE",
+    help: "Root disk (/) size, grown from the image's at no cost (default 8G)",
+  },
   { name: "nat", kind: "bool", help: "Give the guest outbound network access (NAT)" },
 ];
 const vmsArg = [{ name: "vm", variadic: true, complete: "vm" as const }];
@@ -179,12 +185,6 @@ export const vmCommand: CommandDef<CliEnv> = {
       summary: "Create a VM (and boot it unless --no-start)",
       flags: [
         ...sizing,
-        {
-          name: "system-overlay-size",
-          kind: "string",
-          placeholder: "SIZE",
-          help: "Copy-on-write space for the root disk",
-        },
         { name: "no-start", kind: "bool", help: "Only create it" },
         json,
       ],
@@ -321,6 +321,12 @@ export const vmCommand: CommandDef<CliEnv> = {
           placeholder: "SIZE",
           help: "Grow the work disk to this size",
         },
+        {
+          name: "system-overlay-size",
+          kind: "string",
+          placeholder: "SIZE",
+          help: "Grow the root disk (/) to this size; the guest grows / at its next boot",
+        },
         { name: "nat", kind: "bool", help: "Enable NAT" },
         { name: "no-nat", kind: "bool", help: "Disable NAT" },
         json,
@@ -333,6 +339,7 @@ export const vmCommand: CommandDef<CliEnv> = {
           vcpu: f.number("vcpu"),
           memory_mib: parseMemoryFlag(f.string("memory")),
           disk_size: f.string("disk-size"),
+          system_overlay_size: f.string("system-overlay-size"),
           nat: f.bool("nat") ? true : f.bool("no-nat") ? false : undefined,
         });
         return printBulk(env, r, "updated", f.bool("json"));
@@ -348,6 +355,26 @@ export const vmCommand: CommandDef<CliEnv> = {
         const code = await sshInto(env, inv.args[0], inv.rest);
         if (inv.rest === undefined) env.err(await stillRunningNote(env, inv.args[0]));
         return code;
+      },
+    },
+    {
+      name: "cp",
+      summary: "Copy files or directories between the host and a VM",
+      description: "Like docker cp: one side is VM:PATH. Directories copy recursively; modes " +
+        "and mtimes are kept (what lands in the guest is root's, what comes out is yours). A " +
+        "directory DEST receives the sources; otherwise the one source is named DEST. `-` is a " +
+        "tar stream on stdin (into the VM) or stdout (out of it). A failed copy leaves nothing " +
+        "at DEST.",
+      args: [{ name: "paths", variadic: true, complete: "vm" }],
+      examples: [
+        "banger vm cp ./data dev:/root/",
+        "banger vm cp dev:/root/repo/build ./build",
+        "tar -c src | banger vm cp - dev:/root/",
+        "banger vm cp dev:/var/log - | tar -t",
+      ],
+      run: async (inv, env) => {
+        const { planCopy, runCopy } = await import("./vm_cp.ts");
+        return await runCopy(env, planCopy(inv.args));
       },
     },
     execCommand,

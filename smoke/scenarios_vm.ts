@@ -129,6 +129,33 @@ export const VM_SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: "root_size",
+    description:
+      "/ in a fresh VM is as large as its root size, and vm set growing it shows after a restart",
+    class: "pure",
+    async run(c) {
+      const name = c.vmName("root");
+      const gib = 1024 ** 3;
+      const rootSize = async () =>
+        Number(
+          (await c.ok(["vm", "ssh", name, "--", "df", "-B1", "--output=size", "/"])).stdout
+            .trim().split("\n").at(-1),
+        );
+      expectOk(
+        await c.banger(["vm", "create", "--name", name, "--system-overlay-size", "3G"]),
+        "create",
+      );
+      const first = await rootSize();
+      assert(first >= 0.9 * 3 * gib, `df / shows ${first} bytes of a 3 GiB root`);
+      await c.ok(["vm", "stop", name]);
+      await c.ok(["vm", "set", name, "--system-overlay-size", "4G"]);
+      await c.ok(["vm", "start", name]);
+      const grown = await rootSize();
+      assert(grown >= 0.9 * 4 * gib, `df / shows ${grown} bytes of a 4 GiB root after vm set`);
+      await c.ok(["vm", "delete", name]);
+    },
+  },
+  {
     name: "restart_boot_id",
     description: "vm restart gives a new boot id",
     class: "pure",

@@ -244,4 +244,56 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
       await c.ok(["vm", "delete", name]);
     },
   },
+  {
+    name: "cp",
+    description:
+      "vm cp round-trips a tree (a 200 MB file, a symlink, an empty dir) byte for byte with modes, both ways; a failed copy leaves nothing",
+    class: "pure",
+    async run(c) {
+      const name = c.vmName("cp");
+      await c.ok(["vm", "create", "--name", name]);
+      const src = `${c.scratch}/tree`;
+      await Deno.mkdir(`${src}/sub/empty`, { recursive: true });
+      await sh(c, `head -c 200M /dev/urandom > "${src}/big" && chmod 640 "${src}/big"`);
+      await Deno.writeTextFile(`${src}/sub/run.sh`, "#!/bin/sh\necho hi\n", { mode: 0o755 });
+      await Deno.chmod(`${src}/sub/run.sh`, 0o755);
+      await Deno.chmod(`${src}/sub/empty`, 0o700);
+      await Deno.symlink("sub/run.sh", `${src}/link`);
+      await Deno.utime(`${src}/big`, 1_700_000_000, 1_700_000_000);
+      const listing =
+        `find . -printf '%P %m %y %l\\n' | sort; find . -type f -printf '%P %Ts\\n' | sort; ` +
+        "sha256sum big sub/run.sh";
+      const hostTree = await sh(c, `cd "${src}" && ${listing}`);
+      await c.ok(["vm", "cp", src, `${name}:/root/`]);
+      const guestTree =
+        (await c.ok(["vm", "ssh", name, "--", "sh", "-c", `cd /root/tree && ${listing}`]))
+          .stdout;
+      assertEquals(guestTree, hostTree, "into the guest: the same tree, modes, mtimes and bytes");
+      await c.ok(["vm", "cp", `${name}:/root/tree`, `${c.scratch}/back`]);
+      assertEquals(await sh(c, `cd "${c.scratch}/back" && ${listing}`), hostTree, "and back again");
+      const missing = await c.banger([
+        "vm",
+        "cp",
+        `${name}:/root/nothing-here`,
+        `${c.scratch}/out`,
+      ]);
+      assert(missing.code !== 0, "a missing guest path fails");
+      assertStringIncludes(missing.stderr, "no such file or directory: /root/nothing-here");
+      const noHost = await c.banger(["vm", "cp", `${c.scratch}/nothing-here`, `${name}:/root/x`]);
+      assert(noHost.code !== 0, "a missing host path fails");
+      assertStringIncludes(noHost.stderr, "no such file or directory");
+      const left = [...Deno.readDirSync(c.scratch)].map((e) => e.name).sort();
+      assertEquals(left, ["back", "tree"], "nothing partial on the host");
+      const guestLeft = (await c.ok(["vm", "ssh", name, "--", "ls", "-A", "/root"])).stdout;
+      assert(!guestLeft.includes(".banger-cp-") && !guestLeft.includes("\nx\n"), guestLeft);
+      await c.ok(["vm", "delete", name]);
+    },
+  },
 ];
+
+/** Runs a host shell command and returns its stdout (fails the scenario otherwise). */
+async function sh(c: ScenarioContext, script: string): Promise<string> {
+  const out = await c.env.exec(["sh", "-c", script]);
+  assertEquals(out.code, 0, `${script}: ${out.stderr}`);
+  return out.stdout;
+}

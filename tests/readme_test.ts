@@ -13,6 +13,11 @@ Deno.test(".ci/run runs exactly the README's test command", () => {
   assert(lastLine === testCommand, `.ci/run ends with "${lastLine}", README says "${testCommand}"`);
 });
 
+Deno.test("the README's first command works as written on a fresh root Debian machine (no sudo)", () => {
+  const first = [...readme.matchAll(/```sh\n([^`]+)```/g)].map((m) => m[1].trim())[0] ?? "";
+  assert(first.includes("./setup.sh") && !/\bsudo\b/.test(first), first);
+});
+
 Deno.test("the README documents every config key", async () => {
   const source = await Deno.readTextFile(`${ROOT}daemon/config.ts`);
   const schema = source.slice(

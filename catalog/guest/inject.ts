@@ -57,7 +57,8 @@ const MASKED_UNITS = [
  * locked SSH out for the whole boot timeout. `nofail` keeps a VM without one booting.
  */
 const FSTAB = `# banger: / is /dev/vda (mounted by the initramfs); /root is this VM's work disk
-/dev/vda / ext4 rw,relatime 0 0
+# x-systemd.growfs: / grows online to its disk at boot (the disk is the VM's root size)
+/dev/vda / ext4 rw,relatime,x-systemd.growfs 0 0
 /dev/vdb /root ext4 rw,relatime,nofail,x-systemd.device-timeout=2min 0 2
 `;
 

@@ -101,7 +101,7 @@ export const vmDelete = method("vm.delete", s.object({ refs }), bulkResult);
 /** `vm.prune`: delete every VM that is not running. */
 export const vmPrune = method("vm.prune", s.object({}), s.object({ deleted: s.array(s.string()) }));
 
-/** `vm.set`: change vcpu, memory or grow the disk of a stopped VM. */
+/** `vm.set`: change vcpu, memory or NAT, or grow the work or root disk, of a stopped VM. */
 export const vmSet = method(
   "vm.set",
   s.object({
@@ -109,6 +109,7 @@ export const vmSet = method(
     vcpu: s.optional(s.number({ int: true })),
     memory_mib: s.optional(s.number({ int: true })),
     disk_size: s.optional(s.string({ min: 1, max: 32 })),
+    system_overlay_size: s.optional(s.string({ min: 1, max: 32 })),
     nat: s.optional(s.boolean()),
   }),
   bulkResult,

@@ -273,7 +273,13 @@ export class VmService {
   /** Changes vCPUs, memory, NAT, or grows the work disk, of stopped VMs. */
   set(
     refs: readonly string[],
-    req: { vcpu?: number; memory_mib?: number; disk_size?: string; nat?: boolean },
+    req: {
+      vcpu?: number;
+      memory_mib?: number;
+      disk_size?: string;
+      system_overlay_size?: string;
+      nat?: boolean;
+    },
     ctx: OpContext,
   ): Promise<BulkOutcome[]> {
     return this.#bulk(refs, ctx, async (vm) => {
@@ -298,6 +304,17 @@ export class VmService {
           await this.#deps.ops.growExt4({ image: disk, sizeBytes: bytes });
         }
         spec.diskBytes = bytes;
+      }
+      if (req.system_overlay_size !== undefined) {
+        const bytes = checkSize("--system-overlay-size", req.system_overlay_size);
+        if (bytes < vm.spec.overlayBytes) {
+          throw new VmStateError(
+            `Cannot shrink the root disk of "${vm.name}" from ${vm.spec.overlayBytes} to ${bytes} bytes`,
+            { code: "invalid_argument", hint: "disks only grow" },
+          );
+        }
+        // The next start grows the disk (sparse) and the guest grows / to it at boot.
+        spec.overlayBytes = bytes;
       }
       const next = { ...vm, spec, updatedAt: new Date().toISOString() };
       saveVm(this.#deps.store, next);

@@ -159,7 +159,12 @@ async function ownedCopy(o: CreateRootDiskOptions, owner: FileOwner): Promise<Ro
     using file = reused;
     const st = requireOwned(file, owner);
     const used = o.strategy ?? (probeReflinkIn(dir) === undefined ? "reflink" : "sparse-copy");
-    return { ...base, strategy: used, sizeBytes: st.size };
+    if (st.size < o.cowBytes) {
+      using writable = dir.openFile(vmFiles.rootCopy, O_WRONLY);
+      requireSameFile(writable, file);
+      writable.truncate(o.cowBytes, "grow root disk");
+    }
+    return { ...base, strategy: used, sizeBytes: Math.max(st.size, o.cowBytes) };
   }
   using from = Fd.openAt(undefined, o.baseImage, O_RDONLY, STRICT, "open base image");
   const st = requireOwned(from, owner);
@@ -173,6 +178,7 @@ async function ownedCopy(o: CreateRootDiskOptions, owner: FileOwner): Promise<Ro
       } else {
         await sparseCopy(from, to);
       }
+      if (st.size < o.cowBytes) to.truncate(o.cowBytes, "grow root disk");
       to.fsync("flush copy");
       to.chown(owner.uid, owner.gid);
     }
@@ -185,7 +191,7 @@ async function ownedCopy(o: CreateRootDiskOptions, owner: FileOwner): Promise<Ro
     }
     throw err;
   }
-  return { ...base, strategy: used, sizeBytes: st.size };
+  return { ...base, strategy: used, sizeBytes: Math.max(st.size, o.cowBytes) };
 }
 
 function clone(from: Fd, to: Fd, required: boolean): boolean {
@@ -210,7 +216,8 @@ function ownedSnapshot(o: CreateRootDiskOptions, owner: FileOwner): RootDiskHand
     cow.chown(owner.uid, owner.gid);
   }
   try {
-    requireOwned(cow, owner);
+    const st = requireOwned(cow, owner);
+    if (st.size < o.cowBytes) cow.truncate(o.cowBytes, "grow COW file");
     const handle = snapshotOver(o.id, base, cow);
     using device = Fd.open(handle.devicePath, O_RDONLY, "open root disk device");
     device.chown(owner.uid, owner.gid);
@@ -229,6 +236,16 @@ function openIfPresent(dir: PinnedDir, name: string, flags = O_RDONLY): Fd | und
   } catch (err) {
     if (err instanceof LibcError && err.errno === Errno.ENOENT) return undefined;
     throw err;
+  }
+}
+
+/** Refuses `b` unless it is the very inode `a` is (a second open of the same name). */
+function requireSameFile(b: Fd, a: Fd): void {
+  const [x, y] = [a.stat(), b.stat()];
+  if (x.dev !== y.dev || x.ino !== y.ino) {
+    throw new OwnedRootDiskError(`Cannot grow "${b.path}": it was replaced while in use`, {
+      code: "permission_denied",
+    });
   }
 }
 

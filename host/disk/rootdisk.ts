@@ -110,7 +110,11 @@ export interface CreateRootDiskOptions {
   baseImage: string;
   /** The VM's directory; holds `root.cow` or `root.ext4`. */
   vmDir: string;
-  /** COW file size for `dm-snapshot` (sparse; costs nothing until written). */
+  /**
+   * The root disk's size (`system_overlay_size`): the COW file for `dm-snapshot`, the
+   * copy's size otherwise, grown (sparse, costing nothing until written) when the image
+   * is smaller; the guest grows its filesystem to it at boot.
+   */
   cowBytes: number;
   /** Force a strategy instead of the best available one. */
   strategy?: RootDiskStrategy;
@@ -145,10 +149,12 @@ export async function createRootDisk(options: CreateRootDiskOptions): Promise<Ro
       // Reused after a restart: report what a fresh copy here would have been.
       const used: RootDiskStrategy = strategy ??
         ((await probeReflink(options.vmDir)) === undefined ? "reflink" : "sparse-copy");
-      return { ...base, strategy: used, devicePath: vmFile, sizeBytes: await sizeOf(vmFile) };
+      const sizeBytes = await growTo(vmFile, options.cowBytes);
+      return { ...base, strategy: used, devicePath: vmFile, sizeBytes };
     }
     const used = await copyImage(options.baseImage, vmFile, strategy);
-    return { ...base, strategy: used, devicePath: vmFile, sizeBytes: await sizeOf(vmFile) };
+    const sizeBytes = await growTo(vmFile, options.cowBytes);
+    return { ...base, strategy: used, devicePath: vmFile, sizeBytes };
   } catch (err) {
     throw new RootDiskError(
       `Cannot create root disk "${vmFile}" from "${options.baseImage}": ${because(err)}`,
@@ -167,8 +173,12 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function sizeOf(path: string): Promise<number> {
-  return (await Deno.stat(path)).size;
+/** Grows `path` (sparse) to `bytes` when smaller; returns its size. Never shrinks. */
+async function growTo(path: string, bytes: number): Promise<number> {
+  const size = (await Deno.stat(path)).size;
+  if (size >= bytes) return size;
+  await Deno.truncate(path, bytes);
+  return bytes;
 }
 
 /** The dm-snapshot strategy by path (root's own files); a COW it made is removed on failure. */
@@ -181,6 +191,8 @@ async function createSnapshot(options: CreateRootDiskOptions): Promise<RootDiskH
       using cow = await Deno.open(vmFile, { write: true, createNew: true, mode: 0o600 });
       await cow.truncate(options.cowBytes);
       made = true;
+    } else {
+      await growTo(vmFile, options.cowBytes); // the root size was raised (vm set)
     }
     using base = Fd.open(options.baseImage, O_RDONLY, "open base image");
     using cow = Fd.open(vmFile, O_RDWR, "open COW file");

@@ -225,6 +225,10 @@ gatedTest(
     assertEquals((out[2].error as Error).message, `Cannot stop "beta": VM is created`);
     const [set] = await vms.set(["alpha"], { vcpu: 2, disk_size: "256M" }, h.ctx());
     assertEquals([set.vm?.spec.vcpu, set.vm?.spec.diskBytes], [2, 256 * 1024 * 1024]);
+    const [grown] = await vms.set(["alpha"], { system_overlay_size: "9G" }, h.ctx());
+    assertEquals(grown.vm?.spec.overlayBytes, 9 * 1024 ** 3, "the root disk grows");
+    const [shrunk] = await vms.set(["alpha"], { system_overlay_size: "1G" }, h.ctx());
+    assert(String(shrunk.error).includes("Cannot shrink the root disk"), String(shrunk.error));
     const killed = await vms.kill(["beta"], "SIGKILL", h.ctx());
     assertEquals(killed[0].vm?.status, "stopped");
     await vms.start(["alpha"], h.ctx());

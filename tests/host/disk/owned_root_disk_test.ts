@@ -70,9 +70,14 @@ gatedTest(
       id: "vm1",
       baseImage: f.base,
       vmDir,
-      cowBytes: 1 << 20,
+      cowBytes: 8 << 20,
     }, owner);
     assertEquals(again.vmFile, handle.vmFile, "an existing copy is reused");
+    assertEquals(
+      [again.sizeBytes, (await Deno.stat(again.vmFile)).size],
+      [8 << 20, 8 << 20],
+      "grown",
+    );
     await releaseOwnedRootDisk(handle, { deleteFiles: true });
     assertEquals(entries(vmDir), []);
   },

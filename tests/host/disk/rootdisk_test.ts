@@ -65,7 +65,7 @@ async function releaseFromJson(handle: RootDiskHandle, deleteFiles: boolean) {
 }
 
 gatedTest(
-  "createRootDisk() sparse copy: guest writes stay out of the base (root)",
+  "createRootDisk() sparse copy: guest writes stay out of the base, and a larger root size grows it sparsely (root)",
   [root(), E2FS],
   async () => {
     await withDirs(async (dir, base) => {
@@ -75,7 +75,7 @@ gatedTest(
         id: "a1",
         baseImage: base,
         vmDir,
-        cowBytes: 1 << 30,
+        cowBytes: 64 * 1024 * 1024,
         strategy: "sparse-copy",
       });
       assertEquals(handle, {
@@ -109,6 +109,9 @@ gatedTest(
         strategy: "sparse-copy",
       });
       assertEquals(again.vmFile, handle.vmFile);
+      assertEquals([again.sizeBytes, (await Deno.stat(again.vmFile)).size], [1 << 30, 1 << 30]);
+      const grownBlocks = (await Deno.stat(again.vmFile)).blocks ?? 0;
+      assert(grownBlocks <= baseBlocks + 64, `grown sparsely: ${grownBlocks} blocks`);
       assertEquals(
         new TextDecoder().decode(await readExt4File(again.vmFile, "/etc/hostname")),
         "vm\n",
@@ -196,7 +199,7 @@ gatedTest(
           id: "x1",
           baseImage: base,
           vmDir: `${dir}/vms/x1`,
-          cowBytes: 1 << 30,
+          cowBytes: 0, // the image's own size: the copy is byte-identical
           strategy: "reflink",
         });
         assertEquals(handle.strategy, "reflink");
