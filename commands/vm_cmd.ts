@@ -7,10 +7,14 @@
 
 import {
   type BulkResult,
+  type PublishedPortView,
   vmDelete,
   vmKill,
   vmList,
   vmLogs,
+  vmPortList,
+  vmPortPublish,
+  vmPortUnpublish,
   vmPrune,
   vmRestart,
   vmSet,
@@ -55,6 +59,13 @@ const sizing: FlagDef[] = [
     help: "Root disk (/) size, grown from the image's at no cost (default 8G)",
   },
   { name: "nat", kind: "bool", help: "Give the guest outbound network access (NAT)" },
+  {
+    name: "publish",
+    short: "p",
+    kind: "list",
+    placeholder: "[ADDR:]HOST:GUEST[/udp]",
+    help: "Forward a host port to the guest (127.0.0.1 unless ADDR); repeatable",
+  },
 ];
 const vmsArg = [{ name: "vm", variadic: true, complete: "vm" as const }];
 
@@ -68,6 +79,7 @@ function createFlags(inv: Invocation) {
     disk_size: f.string("disk-size"),
     system_overlay_size: f.string("system-overlay-size"),
     nat: f.bool("nat") || undefined,
+    publish: f.list("publish").length ? f.list("publish") : undefined,
     no_start: f.bool("no-start") || undefined,
   };
 }
@@ -125,6 +137,72 @@ function showVm(env: CliEnv, v: VmView): void {
 }
 
 /** The `vm` command group. */
+function printPublished(env: CliEnv, r: { vm: string; ports: PublishedPortView[] }, json: boolean) {
+  if (json) return printJson(env, r);
+  if (r.ports.length === 0) return env.out(`${r.vm} publishes no ports\n`);
+  env.out(renderTable(
+    ["HOST", "GUEST", "PROTO", "STATE"],
+    r.ports.map((p) => [
+      `${p.address}:${p.host_port}`,
+      `${r.vm}.vm:${p.guest_port}`,
+      p.proto,
+      p.active ? "open" : "when running",
+    ]),
+  ));
+}
+
+/** `vm port publish|unpublish|list`. */
+const portCommand: CommandDef<CliEnv> = {
+  name: "port",
+  summary: "Publish guest ports on the host (like docker run -p)",
+  subcommands: [
+    {
+      name: "publish",
+      summary: "Forward a host port to the guest, now and at every start",
+      args: [{ name: "vm", complete: "vm" }, { name: "spec", variadic: true }],
+      flags: [json],
+      examples: [
+        "banger vm port publish dev 3000",
+        "banger vm port publish dev 8080:80 5353:53/udp",
+      ],
+      run: async (inv, env) => {
+        let r: { vm: string; ports: PublishedPortView[] } | undefined;
+        for (const spec of inv.args.slice(1)) {
+          r = await callDaemon(env, vmPortPublish, { ref: inv.args[0], publish: spec });
+        }
+        if (r) printPublished(env, r, new Flags(inv).bool("json"));
+      },
+    },
+    {
+      name: "unpublish",
+      summary: "Stop forwarding a host port",
+      args: [{ name: "vm", complete: "vm" }, { name: "port" }],
+      flags: [json],
+      examples: ["banger vm port unpublish dev 3000", "banger vm port unpublish dev 5353/udp"],
+      run: async (inv, env) => {
+        const m = /^(\d{1,5})(?:\/(tcp|udp))?$/.exec(inv.args[1]);
+        if (!m) throw new UsageError(`"${inv.args[1]}" is not PORT or PORT/udp`, inv.path);
+        const r = await callDaemon(env, vmPortUnpublish, {
+          ref: inv.args[0],
+          host_port: Number(m[1]),
+          proto: m[2] === "tcp" || m[2] === "udp" ? m[2] : undefined,
+        });
+        printPublished(env, r, new Flags(inv).bool("json"));
+      },
+    },
+    {
+      name: "list",
+      summary: "A VM's published ports, host side and guest side",
+      args: [{ name: "vm", complete: "vm" }],
+      flags: [json],
+      run: async (inv, env) => {
+        const r = await callDaemon(env, vmPortList, { ref: inv.args[0] });
+        printPublished(env, r, new Flags(inv).bool("json"));
+      },
+    },
+  ],
+};
+
 export const vmCommand: CommandDef<CliEnv> = {
   name: "vm",
   summary: "Create, run and manage sandbox VMs",
@@ -377,6 +455,7 @@ export const vmCommand: CommandDef<CliEnv> = {
         return await runCopy(env, planCopy(inv.args));
       },
     },
+    portCommand,
     execCommand,
     portsCommand,
     workspaceCommand,

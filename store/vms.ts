@@ -32,6 +32,17 @@ export interface VmSpec {
   nat: boolean;
   /** The VMM chosen at create. */
   vmm: "firecracker" | "qemu";
+  /** Host ports forwarded to the guest while it runs (`-p`, `vm port publish`). */
+  publish?: PortPublication[];
+}
+
+/** One published port (`daemon/network/published_ports.ts` forwards it). */
+export interface PortPublication {
+  /** The host address it listens on (`127.0.0.1` unless given). */
+  address: string;
+  hostPort: number;
+  guestPort: number;
+  proto: "tcp" | "udp";
 }
 
 /** Why the last start or stop failed. */

@@ -57,6 +57,8 @@ export const vmCreateRequest = s.object({
   disk_size: s.optional(s.string({ min: 1, max: 32 })),
   system_overlay_size: s.optional(s.string({ min: 1, max: 32 })),
   nat: s.optional(s.boolean()),
+  /** `[ADDR:]HOST:GUEST[/udp]` each (`-p`). */
+  publish: s.optional(s.array(s.string({ min: 1, max: 64 }), { max: 64 })),
   no_start: s.optional(s.boolean()),
 });
 
@@ -114,6 +116,38 @@ export const vmSet = method(
   }),
   bulkResult,
 );
+
+/** One publication as the API shows it. */
+export const publishedPortView = s.object({
+  address: s.string(),
+  host_port: s.number({ int: true }),
+  guest_port: s.number({ int: true }),
+  proto: s.literal("tcp", "udp"),
+  /** Whether its listener is open now (the VM runs). */
+  active: s.boolean(),
+});
+/** A VM's publications. */
+export type PublishedPortView = s.Infer<typeof publishedPortView>;
+const publishedPorts = s.object({ vm: s.string(), ports: s.array(publishedPortView) });
+
+/** `vm.port.publish`: forward a host port to the guest (now, when running, and at every start). */
+export const vmPortPublish = method(
+  "vm.port.publish",
+  s.object({ ref, publish: s.string({ min: 1, max: 64 }) }),
+  publishedPorts,
+);
+/** `vm.port.unpublish`: stop forwarding a host port. */
+export const vmPortUnpublish = method(
+  "vm.port.unpublish",
+  s.object({
+    ref,
+    host_port: s.number({ int: true, min: 1, max: 65535 }),
+    proto: s.optional(s.literal("tcp", "udp")),
+  }),
+  publishedPorts,
+);
+/** `vm.port.list`: a VM's publications, host side and guest side. */
+export const vmPortList = method("vm.port.list", s.object({ ref }), publishedPorts);
 
 /** `vm.logs`: the serial console (the last `lines`, or everything after `offset`). */
 export const vmLogs = method(

@@ -13,6 +13,7 @@ import type { Config } from "../config.ts";
 import { DnsServer } from "../dns/server.ts";
 import type { Logger } from "../logger.ts";
 import { TapPool } from "./tap_pool.ts";
+import { PortForwarder } from "./published_ports.ts";
 import { BangerError } from "../../host/errors.ts";
 import type { Instance } from "../../host/instance.ts";
 
@@ -23,6 +24,8 @@ export class NetworkError extends BangerError {}
 export class HostNetwork {
   readonly taps: TapPool;
   readonly dns: DnsServer;
+  /** Host ports forwarded to running guests. */
+  readonly ports: PortForwarder;
   readonly #ops: PrivilegedOps;
   readonly #config: Config;
   readonly #log: Logger;
@@ -44,6 +47,7 @@ export class HostNetwork {
     this.#configFile = where.configFile;
     this.taps = new TapPool(ops, where.instance, config.bridgeName, config.tapPoolSize, log);
     this.dns = new DnsServer({ logger: log });
+    this.ports = new PortForwarder(log);
   }
 
   /** The guests' prefix length, e.g. 24. */
@@ -110,6 +114,7 @@ export class HostNetwork {
 
   /** Stops DNS and deletes idle taps; taps of running VMs stay. */
   async stop(): Promise<void> {
+    this.ports.closeAll();
     await this.dns.stop();
     await this.taps.drain();
   }

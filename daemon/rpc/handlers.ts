@@ -14,6 +14,7 @@ import type { Handlers } from "./server.ts";
 import type { DaemonServices } from "../services.ts";
 import { guestHealth, inspectVm, readLogs, sshInvocation, vmStats } from "../vm/inspect.ts";
 import { guestPorts } from "../vm/ports.ts";
+import { publishedView, publishPort, unpublishPort } from "../vm/port_publishing.ts";
 import { resolveVmRef } from "../vm/spec.ts";
 import { imageView, kernelView } from "../vm/views.ts";
 import type { BulkOutcome } from "../vm/vm_service.ts";
@@ -22,7 +23,7 @@ import type { BulkOutcome } from "../vm/vm_service.ts";
 export type HandlerServices =
   & Pick<
     DaemonServices,
-    "layout" | "images" | "kernels" | "vms" | "vmDeps" | "workspaces" | "sshConfig"
+    "layout" | "images" | "blobs" | "kernels" | "vms" | "vmDeps" | "workspaces" | "sshConfig"
   >
   & {
     status(opId: string): DaemonStatus;
@@ -191,6 +192,14 @@ export function buildHandlers(s: HandlerServices): Handlers<typeof METHODS> {
       };
     },
     "vm.health": (req) => guestHealth(s.vms.find(req.ref), s.vmDeps),
+    "vm.port.publish": async (req, ctx) =>
+      publishedView(await publishPort(s.vms, s.vmDeps, req.ref, req.publish, ctx), s.vmDeps),
+    "vm.port.unpublish": async (req, ctx) =>
+      publishedView(
+        await unpublishPort(s.vms, s.vmDeps, req.ref, req.host_port, req.proto, ctx),
+        s.vmDeps,
+      ),
+    "vm.port.list": (req) => Promise.resolve(publishedView(s.vms.find(req.ref), s.vmDeps)),
   };
 }
 

@@ -50,6 +50,11 @@ export async function reconcile(deps: VmDeps, ctx: OpContext): Promise<Reconcile
         deps.net.dns.set(vm.name, vm.guestIp);
         if (h.natInstalled || vm.spec.nat) await deps.net.addNat(vm.id, vm.guestIp);
         if (h.tap) await deps.net.guard(vm, h.tap);
+        if (vm.spec.publish?.length) {
+          await deps.net.ports.open(vm, vm.spec.publish).catch((err) =>
+            report.errors.push(`${vm.name}: ports: ${errorMessage(err)}`)
+          );
+        }
         report.adopted.push(vm.name);
         continue;
       }

@@ -6,6 +6,12 @@
  * @module
  */
 
+import {
+  parsePublication,
+  type PortPublication,
+  PublishError,
+  sameHostPort,
+} from "../network/published_ports.ts";
 import { BangerError } from "../../host/errors.ts";
 import type { VmDefaults } from "../config.ts";
 import { parseSize, SIZE_EXPECTED } from "../api/size.ts";
@@ -100,6 +106,7 @@ export interface SpecRequest {
   disk_size?: string;
   system_overlay_size?: string;
   nat?: boolean;
+  publish?: string[];
 }
 
 /**
@@ -119,7 +126,30 @@ export function buildSpec(req: SpecRequest, defaults: VmDefaults, vmm: VmSpec["v
       : defaults.overlayBytes,
     nat: req.nat ?? false,
     vmm,
+    ...(req.publish?.length ? { publish: checkPublications(req.publish) } : {}),
   };
+}
+
+/**
+ * Parses `-p` values, refusing two that claim one host port.
+ *
+ * @throws {PublishError} `invalid_argument`.
+ */
+export function checkPublications(texts: readonly string[]): PortPublication[] {
+  const out: PortPublication[] = [];
+  for (const t of texts) {
+    const p = parsePublication(t);
+    if (out.some((q) => sameHostPort(p, q))) {
+      throw new PublishError(
+        `Cannot publish "${t}": host port ${p.hostPort}/${p.proto} is given twice`,
+        {
+          code: "invalid_argument",
+        },
+      );
+    }
+    out.push(p);
+  }
+  return out;
 }
 
 /** Checks a vCPU count (1–32, Firecracker's limit). */

@@ -20,6 +20,8 @@ import { getImageById, type ImageRecord } from "../../store/images.ts";
 import type { OpContext } from "../rpc/server.ts";
 import type { VmDeps } from "./deps.ts";
 import { fileSyncOps, hostKeyOps, identityOps } from "./work_disk.ts";
+import { formatPublication } from "../network/published_ports.ts";
+import { holderOf } from "./port_publishing.ts";
 import { PROVIDED_HOST_KEY, sshdConfig } from "../../catalog/guest/sshd_config.ts";
 
 /** A start that failed at a step. */
@@ -110,6 +112,18 @@ class StartRun {
             );
           }
         },
+      },
+      {
+        name: "ports",
+        message: this.vm.spec.publish?.length
+          ? `Publishing ${this.vm.spec.publish.map(formatPublication).join(", ")}`
+          : "No published ports",
+        run: async () => {
+          // Before any disk is made: a taken host port fails the start at once.
+          const pubs = vm().spec.publish ?? [];
+          if (pubs.length) await d.net.ports.open(vm(), pubs, (p) => holderOf(d, vm().id, p));
+        },
+        undo: () => Promise.resolve(d.net.ports.close(vm().id)),
       },
       {
         name: "root_disk",

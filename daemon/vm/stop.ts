@@ -143,6 +143,7 @@ export async function teardownVm(
     vmmGone = true;
   });
   deps.net.dns.remove(vm.name);
+  deps.net.ports.close(vm.id);
   await attempt("nat", async () => {
     if (h.natInstalled || vm.spec.nat) await deps.net.removeNat(vm.id);
     vm = await deps.handles.update(vm, { natInstalled: undefined });

@@ -42,7 +42,7 @@ gatedTest(
   },
 );
 
-const STEPS = ["prepare", "root_disk", "work_disk", "tap", "nat", "vmm", "boot", "dns"];
+const STEPS = ["prepare", "ports", "root_disk", "work_disk", "tap", "nat", "vmm", "boot", "dns"];
 
 gatedTest(
   "VmService.create() failing at each start step leaves no loop, tap, nft rule or process, and records the step (root, netns)",
