@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<{ main(): Promise<void> }>> = {
   host: () => import("./host.ts"),
   create: () => import("./create.ts"),
   pull: () => import("./pull.ts"),
+  publish: () => import("./publish.ts"),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);

@@ -7,7 +7,7 @@
  */
 
 import { BANGER_VERSION } from "../daemon/api/protocol.ts";
-import { type CommandDef, loadGroups, parseArgv, renderHelp, UsageError } from "./_cli.ts";
+import { type CommandDef, loadGroups, parseArgv, renderHelp, UsageError } from "./command_line.ts";
 import type * as Completion from "./completion_cmd.ts";
 import { importLazily } from "./_lazy.ts";
 import type * as VmApi from "../daemon/api/vm.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type CommandDef, type Completer, GLOBAL_FLAGS } from "./_cli.ts";
+import { type CommandDef, type Completer, GLOBAL_FLAGS } from "./command_line.ts";
 import type { CliEnv } from "./env.ts";
 
 const SCRIPTS: Record<string, string> = {

@@ -5,8 +5,8 @@
  */
 
 import { daemonStatus } from "../daemon/api/daemon.ts";
-import type { CommandDef } from "./_cli.ts";
-import { Flags } from "./_cli.ts";
+import type { CommandDef } from "./command_line.ts";
+import { Flags } from "./command_line.ts";
 import { callDaemon, daemonAnswers, startDaemon, stopDaemon } from "./client/daemon_control.ts";
 import type { CliEnv } from "./env.ts";
 import { formatDuration, renderFields } from "./output.ts";

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { type CommandDef, Flags } from "./_cli.ts";
+import { type CommandDef, Flags } from "./command_line.ts";
 import type { CliEnv } from "./env.ts";
 import { renderTable } from "./output.ts";
 

@@ -21,8 +21,8 @@ import {
   type KernelView,
 } from "../daemon/api/image.ts";
 import { formatSize, formatSizeShort } from "../daemon/api/size.ts";
-import { type CommandDef, Flags, UsageError } from "./_cli.ts";
-import { callWithProgress, printJson } from "./_call.ts";
+import { type CommandDef, Flags, UsageError } from "./command_line.ts";
+import { callWithProgress, printJson } from "./call.ts";
 import { callDaemon } from "./client/daemon_control.ts";
 import type { CliEnv } from "./env.ts";
 import { userPath } from "./_paths.ts";

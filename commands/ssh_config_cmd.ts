@@ -5,7 +5,7 @@
  */
 
 import { sshConfigUpdate } from "../daemon/api/vm.ts";
-import { type CommandDef, Flags, UsageError } from "./_cli.ts";
+import { type CommandDef, Flags, UsageError } from "./command_line.ts";
 import { callDaemon } from "./client/daemon_control.ts";
 import { type CliEnv, CliError } from "./env.ts";
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { type CommandDef, Flags, UsageError } from "./_cli.ts";
+import { type CommandDef, Flags, UsageError } from "./command_line.ts";
 import { type CliEnv, CliError } from "./env.ts";
 import { renderFields } from "./output.ts";
 

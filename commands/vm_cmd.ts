@@ -26,12 +26,18 @@ import {
 } from "../daemon/api/vm.ts";
 import type { MethodDef } from "../daemon/api/protocol.ts";
 import { formatSize, formatSizeShort } from "../daemon/api/size.ts";
-import { type CommandDef, type FlagDef, Flags, type Invocation, UsageError } from "./_cli.ts";
-import { callWithProgress, parseMemoryFlag, printBulk, printJson } from "./_call.ts";
+import {
+  type CommandDef,
+  type FlagDef,
+  Flags,
+  type Invocation,
+  UsageError,
+} from "./command_line.ts";
+import { callWithProgress, parseMemoryFlag, printBulk, printJson } from "./call.ts";
 import { callDaemon } from "./client/daemon_control.ts";
 import type { CliEnv } from "./env.ts";
 import { formatAge, renderFields, renderTable } from "./output.ts";
-import { createVm, sshInto, stillRunningNote, vmRun } from "./vm_session.ts";
+import { createVm, sshInto, stillRunningNote, vmRun } from "./guest/session.ts";
 import {
   execCommand,
   portsCommand,
@@ -451,7 +457,7 @@ export const vmCommand: CommandDef<CliEnv> = {
         "banger vm cp dev:/var/log - | tar -t",
       ],
       run: async (inv, env) => {
-        const { planCopy, runCopy } = await import("./vm_cp.ts");
+        const { planCopy, runCopy } = await import("./guest/cp.ts");
         return await runCopy(env, planCopy(inv.args));
       },
     },

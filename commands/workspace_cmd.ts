@@ -17,12 +17,18 @@ import {
 import type { VmView } from "../daemon/api/vm.ts";
 import type { RequestOf } from "../daemon/api/protocol.ts";
 import { formatSize } from "../daemon/api/size.ts";
-import { type CommandDef, type FlagDef, Flags, type Invocation, UsageError } from "./_cli.ts";
-import { callWithProgress, printJson } from "./_call.ts";
+import {
+  type CommandDef,
+  type FlagDef,
+  Flags,
+  type Invocation,
+  UsageError,
+} from "./command_line.ts";
+import { callWithProgress, printJson } from "./call.ts";
 import { callDaemon } from "./client/daemon_control.ts";
 import { type CliEnv, ExitCode } from "./env.ts";
 import { renderTable } from "./output.ts";
-import { execIn } from "./vm_session.ts";
+import { execIn } from "./guest/session.ts";
 
 const json: FlagDef = { name: "json", kind: "bool", help: "Print JSON" };
 const guestPathFlag: FlagDef = {

@@ -12,7 +12,13 @@ import { type PortPublication, PublishError, sameHostPort } from "../network/pub
 import type { OpContext } from "../rpc/server.ts";
 import type { VmDeps } from "./deps.ts";
 import { checkPublications } from "./spec.ts";
-import type { VmService } from "./vm_service.ts";
+import type { KeyedLock } from "../locks.ts";
+
+/** What publishing needs of the VM service: finding a VM and taking its lock. */
+export interface VmLookup {
+  find(ref: string): VmRecord;
+  readonly vmLocks: KeyedLock;
+}
 
 /** A VM's publications as the API shows them. */
 export function publishedView(
@@ -48,7 +54,7 @@ export function holderOf(deps: VmDeps, vmId: string, p: PortPublication): string
  *   naming the holder when its host port is taken.
  */
 export async function publishPort(
-  vms: VmService,
+  vms: VmLookup,
   deps: VmDeps,
   ref: string,
   text: string,
@@ -83,7 +89,7 @@ export async function publishPort(
  * @throws {PublishError} `not_found` when it publishes no such port.
  */
 export async function unpublishPort(
-  vms: VmService,
+  vms: VmLookup,
   deps: VmDeps,
   ref: string,
   hostPort: number,

@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertStringIncludes, assertThrows } from "../fixtures/assert.ts";
-import { type CommandDef, parseArgv, renderHelp, UsageError } from "../../commands/_cli.ts";
+import { type CommandDef, parseArgv, renderHelp, UsageError } from "../../commands/command_line.ts";
 import { runCli } from "../../commands/cli.ts";
 import type { CliEnv } from "../../commands/env.ts";
 import { RpcClient } from "../../commands/client/rpc_client.ts";

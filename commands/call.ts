@@ -9,7 +9,7 @@
 import type { MethodDef } from "../daemon/api/protocol.ts";
 import type { BulkResult } from "../daemon/api/vm.ts";
 import { parseSize } from "../daemon/api/size.ts";
-import { UsageError } from "./_cli.ts";
+import { UsageError } from "./command_line.ts";
 import { callDaemon } from "./client/daemon_control.ts";
 import type { CliEnv } from "./env.ts";
 import { ProgressPrinter } from "./output.ts";

@@ -6,13 +6,13 @@
  * @module
  */
 
-import { vmCreate, vmDelete, vmSsh, type VmView } from "../daemon/api/vm.ts";
-import { vmExec, vmHealth } from "../daemon/api/workspace.ts";
-import { formatSizeShort } from "../daemon/api/size.ts";
-import { callWithProgress } from "./_call.ts";
-import { callDaemon } from "./client/daemon_control.ts";
-import { type CliEnv, CliError, ExitCode } from "./env.ts";
-import { formatDuration } from "./output.ts";
+import { vmCreate, vmDelete, vmSsh, type VmView } from "../../daemon/api/vm.ts";
+import { vmExec, vmHealth } from "../../daemon/api/workspace.ts";
+import { formatSizeShort } from "../../daemon/api/size.ts";
+import { callWithProgress } from "../call.ts";
+import { callDaemon } from "../client/daemon_control.ts";
+import { type CliEnv, CliError, ExitCode } from "../env.ts";
+import { formatDuration } from "../output.ts";
 
 /**
  * Runs `ssh` with our stdio and returns its exit code (the remote command's, or 255 when

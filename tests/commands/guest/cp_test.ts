@@ -1,6 +1,6 @@
-import { parseCopyEnd, planCopy } from "../../commands/vm_cp.ts";
-import { UsageError } from "../../commands/_cli.ts";
-import { assertEquals, assertThrows } from "../fixtures/assert.ts";
+import { parseCopyEnd, planCopy } from "../../../commands/guest/cp.ts";
+import { UsageError } from "../../../commands/command_line.ts";
+import { assertEquals, assertThrows } from "../../fixtures/assert.ts";
 
 Deno.test("parseCopyEnd() reads VM:PATH, and a path with a slash before its colon as the host's", () => {
   assertEquals(parseCopyEnd("dev:/root/x"), { vm: "dev", path: "/root/x" });

@@ -10,12 +10,12 @@
  */
 
 import { basename, dirname, resolve } from "node:path";
-import { vmSsh } from "../daemon/api/vm.ts";
-import { callDaemon } from "./client/daemon_control.ts";
-import { type CliEnv, CliError } from "./env.ts";
-import { UsageError } from "./_cli.ts";
-import { trustedSshArgv } from "./vm_session.ts";
-import { formatSize } from "../daemon/api/size.ts";
+import { vmSsh } from "../../daemon/api/vm.ts";
+import { callDaemon } from "../client/daemon_control.ts";
+import { type CliEnv, CliError } from "../env.ts";
+import { UsageError } from "../command_line.ts";
+import { trustedSshArgv } from "./session.ts";
+import { formatSize } from "../../daemon/api/size.ts";
 
 /** One side of a copy. */
 export type CopyEnd = { vm: string; path: string } | { host: string };

@@ -1,6 +1,6 @@
-import { trustedSshArgv } from "../../commands/vm_session.ts";
-import { CliError } from "../../commands/env.ts";
-import { assertEquals, assertThrows } from "../fixtures/assert.ts";
+import { trustedSshArgv } from "../../../commands/guest/session.ts";
+import { CliError } from "../../../commands/env.ts";
+import { assertEquals, assertThrows } from "../../fixtures/assert.ts";
 
 const ARGV = ["ssh", "-F", "/dev/null", "root@172.16.0.2", "--", "true"];
 
