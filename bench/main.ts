@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<{ main(): Promise<void> }>> = {
   create: () => import("./create.ts"),
   pull: () => import("./pull.ts"),
   publish: () => import("./publish.ts"),
+  transfer: () => import("./transfer.ts"),
 };
 
 const wanted = Deno.args.length ? Deno.args : Object.keys(BENCHES);
