@@ -79,15 +79,23 @@ export function planCopy(operands: readonly string[]): CopyPlan {
 }
 
 // Runs in the guest: checks every source, then writes one tar of them to stdout.
-const PACK = `set -e
+export const GUEST_PACK = `set -e
 for p in "$@"; do [ -e "$p" ] || [ -L "$p" ] || { echo "banger-cp: no such file or directory: $p" >&2; exit 3; }; done
 for p in "$@"; do set -- "$@" -C "$(dirname -- "$p")" "$(basename -- "$p")"; shift; done
 exec tar -cf - --numeric-owner "$@"`;
 
+/**
+ * The last member of every archive banger sends: tar may take a stream cut at a member
+ * boundary for a whole one, so the guest renames into place only once this arrived.
+ */
+export const COMPLETE_MARKER = ".banger-cp-complete";
+
 // Runs in the guest: unpacks stdin beside DEST, then renames into place (or into DEST
-// when it is a directory). Nothing is left at DEST when anything fails.
-const UNPACK = `set -e
+// when it is a directory). Nothing is left at DEST when anything fails. With $2 = 1 the
+// archive must end with the marker member.
+export const GUEST_UNPACK = `set -e
 dest=$1
+marked=\${2:-}
 case $dest in */) into=1 ;; *) into= ;; esac
 dest=\${dest%/}; [ -n "$dest" ] || dest=/
 [ -d "$dest" ] && into=1
@@ -96,6 +104,10 @@ parent=$dest; [ -n "$into" ] || parent=$(dirname -- "$dest")
 tmp=$(mktemp -d "$parent/.banger-cp-XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 tar -xpf - -C "$tmp" --numeric-owner
+if [ -n "$marked" ]; then
+  [ -e "$tmp/${COMPLETE_MARKER}" ] || { echo "banger-cp: the copy ended early" >&2; exit 3; }
+  rm -f "$tmp/${COMPLETE_MARKER}"
+fi
 n=$(ls -A "$tmp" | wc -l)
 if [ -n "$into" ]; then
   for e in "$tmp"/* "$tmp"/.[!.]* "$tmp"/..?*; do [ -e "$e" ] || [ -L "$e" ] || continue; rm -rf "$dest/\${e##*/}"; mv "$e" "$dest/"; done
@@ -103,6 +115,31 @@ else
   [ "$n" = 1 ] || { echo "banger-cp: $n entries cannot all be named $dest" >&2; exit 3; }
   for e in "$tmp"/* "$tmp"/.[!.]* "$tmp"/..?*; do [ -e "$e" ] || [ -L "$e" ] || continue; rm -rf "$dest"; mv "$e" "$dest"; done
 fi`;
+
+/**
+ * The host tar's arguments for sending `paths`: like docker cp, what lands in the guest is
+ * root's, with its modes and mtimes; the marker in `markerDir` goes last.
+ */
+export function hostPackArgs(paths: readonly string[], markerDir: string): string[] {
+  return [
+    "-cf",
+    "-",
+    "--owner=0",
+    "--group=0",
+    "--numeric-owner",
+    ...paths.flatMap((p) => ["-C", dirname(p), basename(p)]),
+    "-C",
+    markerDir,
+    COMPLETE_MARKER,
+  ];
+}
+
+/** A temporary directory holding the empty marker file. */
+async function markerDir(): Promise<{ path: string } & Disposable> {
+  const path = await Deno.makeTempDir({ prefix: "banger-cp-" });
+  await Deno.writeFile(`${path}/${COMPLETE_MARKER}`, new Uint8Array());
+  return { path, [Symbol.dispose]: () => Deno.removeSync(path, { recursive: true }) };
+}
 
 /** Runs a planned copy; returns the exit code. */
 export async function runCopy(env: CliEnv, plan: CopyPlan): Promise<number> {
@@ -131,7 +168,7 @@ async function copyIn(env: CliEnv, plan: CopyPlan): Promise<number> {
       throw new CliError(`Cannot copy "${p}": no such file or directory`);
     }
   }
-  const ssh = await guestSsh(env, plan.vm, UNPACK, [plan.dest]);
+  const ssh = await guestSsh(env, plan.vm, GUEST_UNPACK, [plan.dest, stream ? "" : "1"]);
   const remote = new Deno.Command(ssh[0], {
     args: ssh.slice(1),
     stdin: "piped",
@@ -141,19 +178,12 @@ async function copyIn(env: CliEnv, plan: CopyPlan): Promise<number> {
   const progress = new Progress(env);
   let packer: Deno.ChildProcess | undefined;
   let source: ReadableStream<Uint8Array>;
+  using marker = await markerDir();
   if (stream) {
     source = Deno.stdin.readable;
   } else {
     packer = new Deno.Command("tar", {
-      // Like docker cp: what lands in the guest is root's, with its modes and mtimes.
-      args: [
-        "-cf",
-        "-",
-        "--owner=0",
-        "--group=0",
-        "--numeric-owner",
-        ...locals.flatMap((p) => ["-C", dirname(p), basename(p)]),
-      ],
+      args: hostPackArgs(locals, marker.path),
       stdout: "piped",
       stderr: "piped",
     }).spawn();
@@ -161,22 +191,18 @@ async function copyIn(env: CliEnv, plan: CopyPlan): Promise<number> {
   }
   const piping = source.pipeThrough(progress.counter()).pipeTo(remote.stdin).catch(() => {});
   const [packed, unpacked, remoteErr] = await Promise.all([
-    packer ? packer.output() : undefined,
+    packer ? finished(packer) : undefined,
     remote.status,
     new Response(remote.stderr).text(),
     piping,
   ]);
   progress.done();
-  if (packed && !packed.success) {
-    throw new CliError(
-      `Cannot read the sources: ${new TextDecoder().decode(packed.stderr).trim()}`,
-    );
-  }
+  if (packed && !packed.success) throw new CliError(`Cannot read the sources: ${packed.stderr}`);
   return finish(unpacked.code, remoteErr, `${plan.vm}:${plan.dest}`, progress);
 }
 
 async function copyOut(env: CliEnv, plan: CopyPlan): Promise<number> {
-  const ssh = await guestSsh(env, plan.vm, PACK, plan.sources);
+  const ssh = await guestSsh(env, plan.vm, GUEST_PACK, plan.sources);
   const remote = new Deno.Command(ssh[0], {
     args: ssh.slice(1),
     stdin: "null",
@@ -215,15 +241,13 @@ async function copyOut(env: CliEnv, plan: CopyPlan): Promise<number> {
     const [status, err, unpacked] = await Promise.all([
       remote.status,
       new Response(remote.stderr).text(),
-      unpacker.output(),
+      finished(unpacker),
       piping,
     ]);
     progress.done();
     const code = finish(status.code, err, `${plan.vm}:${plan.sources.join(" ")}`, progress);
     if (!unpacked.success) {
-      throw new CliError(
-        `Cannot write to "${plan.dest}": ${new TextDecoder().decode(unpacked.stderr).trim()}`,
-      );
+      throw new CliError(`Cannot write to "${plan.dest}": ${unpacked.stderr}`);
     }
     const entries = [...Deno.readDirSync(staging)].map((e) => e.name);
     if (destIsDir) {
@@ -244,6 +268,12 @@ async function copyOut(env: CliEnv, plan: CopyPlan): Promise<number> {
   } finally {
     await Deno.remove(staging, { recursive: true }).catch(() => {});
   }
+}
+
+/** A local tar's exit and its stderr (its stdout or stdin is one end of the copy's pipe). */
+async function finished(child: Deno.ChildProcess): Promise<{ success: boolean; stderr: string }> {
+  const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
+  return { success: status.success, stderr: stderr.trim() };
 }
 
 /** Turns the remote end's status into an exit code, or a clear error. */
