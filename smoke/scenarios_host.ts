@@ -320,7 +320,7 @@ export const HOST_SCENARIOS: Scenario[] = [
         const r = await c.env.exec([
           "deno",
           "eval",
-          `try { const r = await fetch("http://127.0.0.1:${port}/"); console.log(r.status, await r.text()); } catch (e) { console.log("refused", e.name); }`,
+          `try { const r = await fetch("http://127.0.0.1:${port}/"); console.log(r.status, await r.text()); } catch (e) { console.log("refused", e.name, String(e.cause ?? e.message)); }`,
         ]);
         return r.stdout.trim();
       };
@@ -334,6 +334,13 @@ export const HOST_SCENARIOS: Scenario[] = [
         "-c",
         `nohup socat TCP-LISTEN:8000,fork,reuseaddr SYSTEM:'printf "HTTP/1.0 200 OK\\r\\n\\r\\nfrom-the-guest"' >/dev/null 2>&1 &`,
       ]);
+      // The guest's server is up once the agent reports it (as in the ports scenario).
+      let listening = false;
+      for (let i = 0; i < 40 && !listening; i++) {
+        listening = (await c.ok(["vm", "ports", name, "--json"])).stdout.includes("8000");
+        if (!listening) await new Promise((r) => setTimeout(r, 500));
+      }
+      assert(listening, "the guest listens on 8000");
       let answer = "";
       for (let i = 0; i < 20 && !answer.startsWith("200"); i++) {
         answer = await fetchOn(base);
