@@ -325,6 +325,16 @@ export const HOST_SCENARIOS: Scenario[] = [
         return r.stdout.trim();
       };
       await c.ok(["vm", "create", "--name", name, "-p", `${base}:8000`]);
+      // A tiny HTTP server that reads the request before answering (a socket closed with
+      // unread data sends a reset, which would discard the answer on its way back).
+      const server = [
+        "while IFS= read -r l; do",
+        `  case "$l" in "$(printf '\\r')"|"") break ;; esac`,
+        "done",
+        "printf 'HTTP/1.0 200 OK\\r\\n\\r\\nfrom-the-guest'",
+        "",
+      ].join("\n");
+      await c.ok(["vm", "ssh", name, "--", "sh", "-c", "cat > /root/http.sh"], { stdin: server });
       await c.ok([
         "vm",
         "ssh",
@@ -332,7 +342,7 @@ export const HOST_SCENARIOS: Scenario[] = [
         "--",
         "sh",
         "-c",
-        `nohup socat TCP-LISTEN:8000,fork,reuseaddr SYSTEM:'printf "HTTP/1.0 200 OK\\r\\n\\r\\nfrom-the-guest"' >/dev/null 2>&1 &`,
+        `nohup socat TCP-LISTEN:8000,fork,reuseaddr SYSTEM:"sh /root/http.sh" >/dev/null 2>&1 &`,
       ]);
       // The guest's server is up once the agent reports it (as in the ports scenario).
       let listening = false;
