@@ -33,7 +33,7 @@ export function publishedView(
       host_port: p.hostPort,
       guest_port: p.guestPort,
       proto: p.proto,
-      active: active.some((a) => sameHostPort(a, p) && a.address === p.address),
+      active: active.some((a) => sameHostPort(a, p)),
     })),
   };
 }

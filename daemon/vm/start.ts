@@ -24,6 +24,9 @@ import { formatPublication } from "../network/published_ports.ts";
 import { holderOf } from "./port_publishing.ts";
 import { PROVIDED_HOST_KEY, sshdConfig } from "../../catalog/guest/sshd_config.ts";
 
+/** Per image (id and rootfs): whether its host-key unit installs the key it is given. */
+const installsHostKey = new Map<string, Promise<boolean>>();
+
 /** A start that failed at a step. */
 export class VmStartError extends BangerError {}
 
@@ -287,14 +290,20 @@ class StartRun {
   }
 
   /** Whether the image's host-key unit installs the key the daemon provides (newer images). */
-  async #imageInstallsHostKey(): Promise<boolean> {
-    const rootfs = this.#image?.rootfs;
-    if (!rootfs) return false;
-    const unit = await this.#deps.ops.readExt4File({
-      image: rootfs,
-      path: `/etc/systemd/system/${sshdConfig.hostKeysUnitName}`,
-    }).catch(() => "");
-    return unit.includes(PROVIDED_HOST_KEY);
+  #imageInstallsHostKey(): Promise<boolean> {
+    const image = this.#image;
+    if (!image?.rootfs) return Promise.resolve(false);
+    // A published image's files never change: read its unit once, not at every start.
+    const key = `${image.id}:${image.rootfs}`;
+    let known = installsHostKey.get(key);
+    if (!known) {
+      known = this.#deps.ops.readExt4File({
+        image: image.rootfs,
+        path: `/etc/systemd/system/${sshdConfig.hostKeysUnitName}`,
+      }).then((unit) => unit.includes(PROVIDED_HOST_KEY), () => false);
+      installsHostKey.set(key, known);
+    }
+    return known;
   }
 
   #guestEnv(): string {

@@ -249,9 +249,8 @@ export class InProcessOps implements PrivilegedOps {
     const args = this.#args("addNat", raw);
     const net = this.#network;
     if (net) {
-      const ip = parseIpv4(args.guestIp);
       if (
-        args.bridge !== net.bridgeName || ip === undefined || !cidrContains(net.range, ip) ||
+        args.bridge !== net.bridgeName || !this.#inGuestRange(args.guestIp) ||
         args.guestIp === net.bridgeIp
       ) {
         throw new PrivilegedOpsError(
@@ -277,14 +276,20 @@ export class InProcessOps implements PrivilegedOps {
     const args = this.#args("guardTap", raw);
     this.#ownTap(args.tap, "guard");
     const net = this.#network;
-    const ip = parseIpv4(args.guestIp);
-    if (net && (ip === undefined || !cidrContains(net.range, ip))) {
+    if (net && !this.#inGuestRange(args.guestIp)) {
       throw new PrivilegedOpsError(
         `Cannot guard tap "${args.tap}" for ${args.guestIp}: this helper serves guests of ${net.cidr}`,
         { code: "permission_denied" },
       );
     }
     await addGuard(args, this.#instance.nftTable);
+  }
+
+  /** Whether `address` lies in the guest network this helper serves. */
+  #inGuestRange(address: string): boolean {
+    const ip = parseIpv4(address);
+    return this.#network !== undefined && ip !== undefined &&
+      cidrContains(this.#network.range, ip);
   }
 
   async unguardTap(raw: OpArgs<"unguardTap">): Promise<boolean> {
