@@ -7,7 +7,7 @@
  * @module
  */
 
-import { parse as parseToml } from "smol-toml";
+import { parse as parseToml, stringify as stringifyToml } from "smol-toml";
 import { BangerError } from "../errors.ts";
 import { installRecordPath } from "../layout.ts";
 import * as s from "../schema.ts";
@@ -75,16 +75,19 @@ export function renderInstallRecord(r: InstallRecord): string {
       reject(`${name} ${JSON.stringify(v)} has a quote, backslash or control character`);
     }
   }
+  // smol-toml escapes; the checks above still refuse what no such field may hold, so a
+  // record never carries text a reader could mistake for another key.
   return [
     "# banger system install record, written by `banger system install`. The root helper",
     "# serves only root and owner_uid; the CLI and daemon use the system layout.",
-    `owner_user = "${r.ownerUser}"`,
-    `owner_uid = ${r.ownerUid}`,
-    `owner_gid = ${r.ownerGid}`,
-    `owner_home = "${r.ownerHome}"`,
-    `version = "${r.version}"`,
-    `installed_at = "${r.installedAt}"`,
-    "",
+    stringifyToml({
+      owner_user: r.ownerUser,
+      owner_uid: r.ownerUid,
+      owner_gid: r.ownerGid,
+      owner_home: r.ownerHome,
+      version: r.version,
+      installed_at: r.installedAt,
+    }),
   ].join("\n");
 }
 
@@ -115,7 +118,7 @@ export function parseInstallRecord(text: string, path: string): InstallRecord {
       `Cannot read the install record "${path}": ${err instanceof Error ? err.message : err}`,
       {
         code: "invalid_argument",
-        hint: "reinstall: sudo banger system install --owner USER",
+        hint: "reinstall, as root: banger system install --owner USER",
         cause: err,
       },
     );
