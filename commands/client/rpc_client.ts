@@ -15,9 +15,9 @@ import {
   type StreamEvent,
   VERSION_HEADER,
 } from "../../daemon/api/protocol.ts";
-import { lines, postUnix, readAllText } from "./_http_unix.ts";
+import { lines, postJson, readAllText } from "../../host/net/http_unix.ts";
 
-export { SocketUnavailableError } from "./_http_unix.ts";
+export { SocketUnavailableError } from "../../host/net/http_unix.ts";
 
 /** An error the daemon reported. */
 export class RpcError extends Error {
@@ -61,7 +61,7 @@ export class RpcClient {
     options: CallOptions = {},
   ): Promise<Res> {
     const method = def.name;
-    const res = await postUnix(
+    const res = await postJson(
       this.socketPath,
       ROUTE_PREFIX + method,
       JSON.stringify(request),

@@ -7,6 +7,9 @@
  * Names are in presentation form without the trailing dot (`"dev.vm"`, root is `""`); a
  * label byte that is `.`, `\` or not printable ASCII is escaped as `\.`, `\\` or `\DDD`.
  *
+ * Hand-coded rather than on `dns-packet`: that package never compresses names and does not
+ * round-trip binary labels (`\.`/`\DDD`), and the `.vm` answer policy relies on both.
+ *
  * @module
  */
 

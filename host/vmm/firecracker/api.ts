@@ -3,8 +3,8 @@
  * `src/firecracker/swagger/firecracker.yaml`: one method per resource, typed request
  * bodies, and a 400's `fault_message` kept on {@linkcode FirecrackerError}.
  *
- * Bodies are sent whole with `Content-Length` over a raw `Deno.connect`, never chunked:
- * Firecracker's micro_http reads a body by its length only. The body types are in
+ * Bodies are sent whole with `Content-Length` through `host/net/http_unix.ts`, never
+ * chunked: Firecracker's micro_http reads a body by its length only. The body types are in
  * `types.ts`.
  *
  * @module
@@ -25,6 +25,13 @@ import type {
   PartialNetworkInterface,
   Vsock,
 } from "./types.ts";
+import {
+  encodeHttpRequest,
+  readAllText,
+  requestUnix,
+  SocketUnavailableError,
+  type UnixRequest,
+} from "../../net/http_unix.ts";
 
 /** Options of a {@linkcode FirecrackerError}. */
 export interface FirecrackerErrorOptions extends BangerErrorOptions {
@@ -63,7 +70,6 @@ export interface FirecrackerResponse {
 const DEFAULT_TIMEOUT_MS = 5000;
 const RESOURCE_ID = /^[A-Za-z0-9_]+$/;
 const enc = new TextEncoder();
-const dec = new TextDecoder();
 
 /**
  * Talks to one Firecracker process over its API socket, one connection per request.
@@ -195,9 +201,12 @@ export class FirecrackerClient {
     const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
     const what = `${method} ${path}`;
     try {
-      return await exchange(this.socketPath, encodeRequest(method, path, body), combined);
+      return await exchange(this.socketPath, firecrackerRequest(method, path, body), combined);
     } catch (err) {
       if (err instanceof FirecrackerError) throw err;
+      if (err instanceof BangerError && err.code === "invalid_argument") {
+        throw new FirecrackerError(err.message, { code: "invalid_argument", cause: err });
+      }
       if (signal?.aborted) {
         throw new FirecrackerError(`Cannot ${what} on Firecracker: the request was cancelled`, {
           code: "cancelled",
@@ -210,8 +219,7 @@ export class FirecrackerClient {
           { code: "timeout", cause: err },
         );
       }
-      const unreachable = err instanceof Deno.errors.NotFound ||
-        err instanceof Deno.errors.ConnectionRefused;
+      const unreachable = err instanceof SocketUnavailableError;
       throw new FirecrackerError(
         `Cannot ${what} on Firecracker "${this.socketPath}": ${
           unreachable ? "nothing is listening on the API socket" : errMessage(err)
@@ -291,7 +299,8 @@ function errMessage(err: unknown): string {
 }
 
 /**
- * Encodes one HTTP/1.1 request with a whole body and `Content-Length` (pure).
+ * Encodes one Firecracker request: a whole JSON body with `Content-Length`, never chunked
+ * (pure).
  *
  * @example
  * ```ts
@@ -299,85 +308,25 @@ function errMessage(err: unknown): string {
  * ```
  */
 export function encodeRequest(method: string, path: string, body?: unknown): Uint8Array {
-  if (/\s/.test(path) || [...path].some((c) => c.charCodeAt(0) < 0x20 || c === "\x7f")) {
-    throw new FirecrackerError(`Cannot request "${path}": the path contains whitespace`, {
-      code: "invalid_argument",
-    });
-  }
-  const payload = body === undefined ? undefined : enc.encode(JSON.stringify(body));
-  const head = [`${method} ${path} HTTP/1.1`, "Host: localhost", "Accept: application/json"];
-  if (payload) head.push("Content-Type: application/json", `Content-Length: ${payload.length}`);
-  const headBytes = enc.encode(head.join("\r\n") + "\r\n\r\n");
-  if (!payload) return headBytes;
-  const out = new Uint8Array(headBytes.length + payload.length);
-  out.set(headBytes);
-  out.set(payload, headBytes.length);
-  return out;
+  return encodeHttpRequest(firecrackerRequest(method, path, body));
+}
+
+function firecrackerRequest(method: string, path: string, body?: unknown): UnixRequest {
+  const headers: Record<string, string> = { "Accept": "application/json" };
+  if (body === undefined) return { method, path, headers };
+  headers["Content-Type"] = "application/json";
+  return { method, path, headers, body: enc.encode(JSON.stringify(body)) };
 }
 
 async function exchange(
   socketPath: string,
-  request: Uint8Array,
+  request: UnixRequest,
   signal: AbortSignal,
 ): Promise<FirecrackerResponse> {
-  signal.throwIfAborted();
-  const conn = await Deno.connect({ transport: "unix", path: socketPath });
-  const close = () => {
-    try {
-      conn.close();
-    } catch {
-      // already closed
-    }
-  };
-  signal.addEventListener("abort", close, { once: true });
+  const res = await requestUnix(socketPath, request, signal);
   try {
-    for (let off = 0; off < request.length;) off += await conn.write(request.subarray(off));
-    return await readResponse(conn);
+    return { status: res.status, body: await readAllText(res.body) };
   } finally {
-    signal.removeEventListener("abort", close);
-    close();
+    res.close();
   }
-}
-
-async function readResponse(conn: Deno.Conn): Promise<FirecrackerResponse> {
-  let buf = new Uint8Array(0);
-  let headEnd = -1;
-  const chunk = new Uint8Array(16 * 1024);
-  let eof = false;
-  const more = async () => {
-    const n = await conn.read(chunk);
-    if (n === null) {
-      eof = true;
-      return;
-    }
-    const next = new Uint8Array(buf.length + n);
-    next.set(buf);
-    next.set(chunk.subarray(0, n), buf.length);
-    buf = next;
-  };
-  while ((headEnd = indexOfHeadEnd(buf)) < 0) {
-    if (eof) throw new Error("the connection closed before a complete response");
-    await more();
-  }
-  const head = dec.decode(buf.subarray(0, headEnd)).split("\r\n");
-  const m = /^HTTP\/1\.[01] (\d{3})/.exec(head[0] ?? "");
-  if (!m) throw new Error(`malformed status line "${head[0]}"`);
-  const status = Number(m[1]);
-  const lengthLine = head.find((l) => /^content-length\s*:/i.test(l));
-  const bodyStart = headEnd + 4;
-  if (status === 204 || status === 304 || status < 200) return { status, body: "" };
-  if (lengthLine) {
-    const length = Number(lengthLine.slice(lengthLine.indexOf(":") + 1).trim());
-    while (buf.length - bodyStart < length && !eof) await more();
-    return { status, body: dec.decode(buf.subarray(bodyStart, bodyStart + length)) };
-  }
-  while (!eof) await more();
-  return { status, body: dec.decode(buf.subarray(bodyStart)) };
-}
-
-function indexOfHeadEnd(buf: Uint8Array): number {
-  for (let i = 0; i + 3 < buf.length; i++) {
-    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
-  }
-  return -1;
 }

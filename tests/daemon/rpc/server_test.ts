@@ -9,7 +9,7 @@ import {
 import { type Handlers, RpcServer } from "../../../daemon/rpc/server.ts";
 import { BangerError } from "../../../host/errors.ts";
 import * as s from "../../../host/schema.ts";
-import { lines, postUnix, readAllText } from "../../../commands/client/_http_unix.ts";
+import { lines, postJson, readAllText } from "../../../host/net/http_unix.ts";
 
 const TEST_METHODS = methodTable(
   method(
@@ -99,7 +99,7 @@ async function post(
   body: string,
   headers: Record<string, string> = {},
 ) {
-  const res = await postUnix(socket, path, body, headers);
+  const res = await postJson(socket, path, body, headers);
   const text = await readAllText(res.body);
   return { status: res.status, headers: res.headers, json: JSON.parse(text) };
 }
@@ -170,7 +170,7 @@ Deno.test("RpcServer gives the documented status and message for each bad reques
 Deno.test("RpcServer aborts a unary handler's signal when the client disconnects mid-request", async () => {
   await using h = await harness();
   const controller = new AbortController();
-  const call = postUnix(h.socket, "/v1/test.wait", "{}", {}, controller.signal).catch((e) => e);
+  const call = postJson(h.socket, "/v1/test.wait", "{}", {}, controller.signal).catch((e) => e);
   await h.started;
   controller.abort(new Error("user pressed ^C"));
   await call;
@@ -179,7 +179,7 @@ Deno.test("RpcServer aborts a unary handler's signal when the client disconnects
 
 Deno.test("RpcServer streams progress as NDJSON and aborts the handler when the reader goes away", async () => {
   await using h = await harness();
-  const res = await postUnix(h.socket, "/v1/test.stream", JSON.stringify({ steps: 3 }), {});
+  const res = await postJson(h.socket, "/v1/test.stream", JSON.stringify({ steps: 3 }), {});
   assertEquals(res.headers.get("content-type"), "application/x-ndjson");
   const events = [];
   for await (const line of lines(res.body)) {

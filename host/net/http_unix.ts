@@ -1,10 +1,17 @@
 /**
- * A minimal HTTP/1.1 client over a unix socket: one request per connection, the
- * response body streamed (Content-Length, chunked, or until close). Written by hand
- * because `fetch` through a unix proxy client costs ~5 ms of startup per CLI call.
+ * The one HTTP/1.1 client over unix sockets, used by the CLI's RPC client and by the
+ * Firecracker API client: one request per connection, the request body sent whole with
+ * `Content-Length` (Firecracker's micro_http reads a body by its length only), the
+ * response body streamed (by `Content-Length`, chunked, or until close).
+ *
+ * Written by hand because `fetch` through a unix-socket client costs ~5 ms of start-up
+ * per CLI call.
  *
  * @module
  */
+
+import { concatBytes } from "../bytes.ts";
+import { BangerError } from "../errors.ts";
 
 /** The socket could not be reached: nobody listening, or no socket file. */
 export class SocketUnavailableError extends Error {
@@ -16,11 +23,21 @@ export class SocketUnavailableError extends Error {
   }
 }
 
+/** One request: its body, when there is one, goes out whole with its length. */
+export interface UnixRequest {
+  method: string;
+  path: string;
+  /** Header names and values; `host` and `content-length` are added. */
+  headers?: Record<string, string>;
+  body?: Uint8Array;
+}
+
 /** A parsed response head plus a body reader. */
 export interface UnixResponse {
   status: number;
+  /** Header names in lower case. */
   headers: Map<string, string>;
-  /** Yields body bytes as they arrive. */
+  /** Yields body bytes as they arrive; the connection closes when it ends. */
   body: AsyncIterable<Uint8Array>;
   /** Closes the connection early. */
   close(): void;
@@ -31,17 +48,59 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /**
- * Sends `POST path` with `body` and returns the response as soon as its head arrives.
+ * Encodes one request (pure). A path or header that could smuggle a second line is
+ * refused, so nothing a caller passes can inject a header.
+ *
+ * @example
+ * ```ts
+ * encodeHttpRequest({ method: "GET", path: "/version" });
+ * ```
+ * @throws {BangerError} `invalid_argument` for whitespace or control bytes in the path or
+ * a header.
+ */
+export function encodeHttpRequest(request: UnixRequest): Uint8Array {
+  const { method, path, headers = {}, body } = request;
+  if (path.includes(" ") || hasControlByte(path)) {
+    throw new BangerError(`Cannot request "${path}": the path contains whitespace`, {
+      code: "invalid_argument",
+    });
+  }
+  const head = [`${method} ${path} HTTP/1.1`, "Host: localhost"];
+  for (const [name, value] of Object.entries(headers)) {
+    if (name.includes(":") || hasControlByte(name) || hasControlByte(value)) {
+      throw new BangerError(`Cannot send header "${name}": it contains a line break`, {
+        code: "invalid_argument",
+      });
+    }
+    head.push(`${name}: ${value}`);
+  }
+  if (body) head.push(`Content-Length: ${body.length}`);
+  const headBytes = enc.encode(head.join("\r\n") + "\r\n\r\n");
+  return body ? concatBytes([headBytes, body]) : headBytes;
+}
+
+/** CR, LF and the other C0 controls or DEL: what could end a request line early. */
+function hasControlByte(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
+/**
+ * Sends `request` on `socketPath` and returns the response as soon as its head arrives.
+ * Aborting `signal` closes the connection, mid-body included.
  *
  * @throws {SocketUnavailableError} when nothing answers on the socket.
  */
-export async function postUnix(
+export async function requestUnix(
   socketPath: string,
-  path: string,
-  body: string,
-  headers: Record<string, string>,
+  request: UnixRequest,
   signal?: AbortSignal,
 ): Promise<UnixResponse> {
+  const bytes = encodeHttpRequest(request);
+  signal?.throwIfAborted();
   let conn: Deno.UnixConn;
   try {
     conn = await Deno.connect({ transport: "unix", path: socketPath });
@@ -55,6 +114,7 @@ export async function postUnix(
   const close = () => {
     if (closed) return;
     closed = true;
+    signal?.removeEventListener("abort", close);
     try {
       conn.close();
     } catch {
@@ -63,40 +123,28 @@ export async function postUnix(
   };
   signal?.addEventListener("abort", close, { once: true });
   try {
-    const payload = enc.encode(body);
-    const head = [`POST ${path} HTTP/1.1`, "host: banger", "connection: close"];
-    head.push("content-type: application/json", `content-length: ${payload.length}`);
-    for (const [k, v] of Object.entries(headers)) head.push(`${k}: ${v}`);
-    await writeAll(conn, concat(enc.encode(head.join("\r\n") + "\r\n\r\n"), payload));
+    for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
     const reader = new ByteReader(conn);
     const statusLine = await reader.line();
     const m = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine ?? "");
     if (!m) throw new Error(`Unexpected response from "${socketPath}": ${statusLine ?? "EOF"}`);
-    const respHeaders = new Map<string, string>();
+    const status = Number(m[1]);
+    const headers = new Map<string, string>();
     for (;;) {
       const line = await reader.line();
-      if (line === undefined) throw new Error("Connection closed inside response headers");
+      if (line === undefined) throw new Error("The connection closed inside the response head");
       if (line === "") break;
       const i = line.indexOf(":");
-      if (i > 0) respHeaders.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
+      if (i > 0) headers.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
     }
-    const chunked = respHeaders.get("transfer-encoding")?.toLowerCase().includes("chunked");
-    const length = respHeaders.has("content-length")
-      ? Number(respHeaders.get("content-length"))
-      : undefined;
-    const bodyIter = chunked
-      ? reader.chunked()
-      : length !== undefined
-      ? reader.exactly(length)
-      : reader.rest();
+    const body = bodyOf(reader, status, request.method, headers);
     return {
-      status: Number(m[1]),
-      headers: respHeaders,
+      status,
+      headers,
       body: (async function* () {
         try {
-          yield* bodyIter;
+          yield* body;
         } finally {
-          signal?.removeEventListener("abort", close);
           close();
         }
       })(),
@@ -109,11 +157,27 @@ export async function postUnix(
   }
 }
 
+/** `POST path` with a JSON text body, as the daemon's RPC routes take it. */
+export function postJson(
+  socketPath: string,
+  path: string,
+  json: string,
+  headers: Record<string, string> = {},
+  signal?: AbortSignal,
+): Promise<UnixResponse> {
+  return requestUnix(socketPath, {
+    method: "POST",
+    path,
+    headers: { "Connection": "close", "Content-Type": "application/json", ...headers },
+    body: enc.encode(json),
+  }, signal);
+}
+
 /** Reads a whole body into text. */
 export async function readAllText(body: AsyncIterable<Uint8Array>): Promise<string> {
   const parts: Uint8Array[] = [];
   for await (const chunk of body) parts.push(chunk);
-  return dec.decode(concat(...parts));
+  return dec.decode(concatBytes(parts));
 }
 
 /** Splits a streamed body into lines. */
@@ -131,6 +195,24 @@ export async function* lines(body: AsyncIterable<Uint8Array>): AsyncGenerator<st
   if (pending.trim() !== "") yield pending;
 }
 
+/** Which bytes are the body (RFC 9112 §6.3): none for 1xx/204/304 or HEAD. */
+function bodyOf(
+  reader: ByteReader,
+  status: number,
+  method: string,
+  headers: Map<string, string>,
+): AsyncGenerator<Uint8Array> {
+  if (status < 200 || status === 204 || status === 304 || method === "HEAD") {
+    return reader.exactly(0);
+  }
+  if (headers.get("transfer-encoding")?.toLowerCase().includes("chunked")) return reader.chunked();
+  const length = headers.get("content-length");
+  if (length === undefined) return reader.rest();
+  if (!/^\d+$/.test(length)) throw new Error(`Bad Content-Length "${length}"`);
+  return reader.exactly(Number(length));
+}
+
+/** Buffered reads off a connection; consumed bytes are dropped, so reads stay linear. */
 class ByteReader {
   #buf: Uint8Array = new Uint8Array(0);
   #eof = false;
@@ -151,7 +233,8 @@ class ByteReader {
       this.#eof = true;
       return false;
     }
-    this.#buf = concat(this.#buf, chunk.subarray(0, n));
+    const got = chunk.subarray(0, n);
+    this.#buf = this.#buf.length === 0 ? got : concatBytes([this.#buf, got]);
     return true;
   }
 
@@ -171,7 +254,7 @@ class ByteReader {
     let left = n;
     while (left > 0) {
       if (this.#buf.length === 0 && !(await this.#fill())) {
-        throw new Error("Connection closed before the response body ended");
+        throw new Error("The connection closed before the response body ended");
       }
       const take = Math.min(left, this.#buf.length);
       yield this.#buf.subarray(0, take);
@@ -193,7 +276,7 @@ class ByteReader {
   async *chunked(): AsyncGenerator<Uint8Array> {
     for (;;) {
       const sizeLine = await this.line();
-      if (sizeLine === undefined) throw new Error("Connection closed inside a chunked body");
+      if (sizeLine === undefined) throw new Error("The connection closed inside a chunked body");
       const size = parseInt(sizeLine.split(";")[0], 16);
       if (!Number.isFinite(size)) throw new Error(`Bad chunk size "${sizeLine}"`);
       if (size === 0) {
@@ -208,26 +291,10 @@ class ByteReader {
   }
 }
 
-async function writeAll(conn: Deno.Conn, data: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < data.length) at += await conn.write(data.subarray(at));
-}
-
 function indexOf(hay: Uint8Array, needle: Uint8Array): number {
   outer: for (let i = 0; i <= hay.length - needle.length; i++) {
     for (let j = 0; j < needle.length; j++) if (hay[i + j] !== needle[j]) continue outer;
     return i;
   }
   return -1;
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const size = parts.reduce((n, p) => n + p.length, 0);
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
