@@ -34,24 +34,39 @@ function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): voi
   while (at < bytes.length) at += file.writeSync(bytes.subarray(at));
 }
 
+/** One line of stdin, read a byte at a time so nothing past the newline is consumed. */
+async function readStdinLine(): Promise<string | null> {
+  const bytes: number[] = [];
+  const one = new Uint8Array(1);
+  for (;;) {
+    const n = await Deno.stdin.read(one);
+    if (n === null) return bytes.length ? new TextDecoder().decode(new Uint8Array(bytes)) : null;
+    if (one[0] === 10) return new TextDecoder().decode(new Uint8Array(bytes));
+    bytes.push(one[0]);
+  }
+}
+
+/**
+ * `deno run` arguments for `main.ts ROLE` under one of deno.json's permission sets. The
+ * config is named, so a deno.json in the caller's working directory is never picked up.
+ */
+function denoRunArgs(permissionSet: "banger" | "owner" | "helper", role: string): string[] {
+  const root = new URL("./", import.meta.url).pathname;
+  return ["run", "-q", `--config=${root}deno.json`, `-P=${permissionSet}`, `${root}main.ts`, role];
+}
+
 /** How to start `banger daemon` in the background: the compiled binary, or deno + flags. */
 function daemonCommand(): { program: string; args: string[] } {
   const exec = Deno.execPath();
   if (!/\/deno$/.test(exec)) return { program: exec, args: ["daemon"] };
-  // Running from source: use exactly the permissions of the `banger` task.
-  const denoJson = new URL("./deno.json", import.meta.url);
-  const tasks = JSON.parse(Deno.readTextFileSync(denoJson)).tasks as Record<string, string>;
-  const flags = tasks.banger.split(/\s+/).filter((w) => w === "-q" || w.startsWith("--allow-"));
-  // By name, not `exec`: `--allow-run=deno` is resolved through PATH, which may be a symlink.
-  return {
-    program: "deno",
-    args: ["run", ...flags, new URL("./main.ts", import.meta.url).pathname, "daemon"],
-  };
+  // Running from source: the permissions of the `banger` task. By name, not `exec`:
+  // `deno` in the `run` list is resolved through PATH, which may be a symlink.
+  return { program: "deno", args: denoRunArgs("banger", "daemon") };
 }
 
 /**
  * The command line a system unit runs for `role`: the compiled binary (the helper's sits
- * next to it as `banger-helper`), or deno with the flags of the `owner`/`helper` task.
+ * next to it as `banger-helper`), or deno with the `owner`/`helper` permission set.
  */
 function unitExec(role: "daemon" | "helper", bin?: string): string[] {
   if (bin) return [bin, role];
@@ -61,11 +76,7 @@ function unitExec(role: "daemon" | "helper", bin?: string): string[] {
       ? [exec, role]
       : [`${exec.replace(/\/[^/]*$/, "")}/banger-helper`, role];
   }
-  const denoJson = new URL("./deno.json", import.meta.url);
-  const tasks = JSON.parse(Deno.readTextFileSync(denoJson)).tasks as Record<string, string>;
-  const task = role === "daemon" ? tasks.owner : tasks.helper;
-  const flags = task.split(/\s+/).filter((w) => w === "-q" || w.startsWith("--allow-"));
-  return [exec, "run", ...flags, new URL("./main.ts", import.meta.url).pathname, role];
+  return [exec, ...denoRunArgs(role === "daemon" ? "owner" : "helper", role)];
 }
 
 /** `banger system …` and `banger helper`, loaded only when used. */
@@ -104,6 +115,8 @@ function buildEnv(layout: Layout, home: string): CliEnv {
     err: (t) => writeAll(Deno.stderr, t),
     stdoutIsTty: Deno.stdout.isTerminal(),
     stderrIsTty: Deno.stderr.isTerminal(),
+    stdinIsTty: Deno.stdin.isTerminal(),
+    readLine: () => readStdinLine(),
     client: new RpcClient(daemonSocket(layout)),
     paths: {
       socket: daemonSocket(layout),

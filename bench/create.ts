@@ -109,7 +109,7 @@ const vm = await client.call(vmCreate, { name: "bench-" + Date.now().toString(36
 });
 const created = performance.now() - t0;
 console.log(JSON.stringify({ stages, created }));
-await client.call(vmDelete, { refs: [vm.name] });
+await client.call(vmDelete, { refs: [vm.name], force: true });
 `;
 
 async function realGuest(): Promise<void> {
@@ -155,7 +155,7 @@ async function realGuest(): Promise<void> {
         ]);
         if (c.code !== 0) throw new Error(c.stderr);
         into.push(performance.now() - t);
-        await env.banger(["vm", "delete", `g${i}-${size}`.toLowerCase()]);
+        await env.banger(["vm", "delete", "-f", `g${i}-${size}`.toLowerCase()]);
       }
     }
     heading("vm create p50, root disk grown to 8 GiB vs left at the image's size (same run)");

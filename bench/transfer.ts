@@ -55,7 +55,7 @@ export async function main(): Promise<void> {
       "out of the guest: scp",
       `${rate(scpOut)} (vm cp takes ${(cpOut / scpOut).toFixed(2)}× scp's time)`,
     );
-    await env.banger(["vm", "delete", name]);
+    await env.banger(["vm", "delete", "-f", name]);
   } finally {
     await env.teardown();
   }

@@ -13,7 +13,7 @@ import { importLazily } from "./_lazy.ts";
 import type * as VmApi from "../daemon/api/vm.ts";
 import type * as ImageApi from "../daemon/api/image.ts";
 import { daemonCommand } from "./daemon_cmd.ts";
-import { type CliEnv, CliError, ExitCode } from "./env.ts";
+import { type CliEnv, CliError, ExitCode, FailedWith } from "./env.ts";
 import { RpcError } from "./client/rpc_client.ts";
 
 const versionCommand: CommandDef<CliEnv> = {
@@ -159,6 +159,10 @@ function liveNames(env: CliEnv) {
 
 function report(err: unknown, env: CliEnv, debug: boolean): number {
   if (err instanceof ExitCode) return err.code;
+  if (err instanceof FailedWith) {
+    report(err.error, env, debug);
+    return err.code;
+  }
   if (err instanceof UsageError) {
     env.err(`error: ${err.message}\n`);
     env.err(`Run "${["banger", ...err.helpPath, "--help"].join(" ")}" for usage.\n`);

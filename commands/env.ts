@@ -27,6 +27,19 @@ export class ExitCode extends Error {
   }
 }
 
+/** `vm run`'s exit code when banger itself failed (docker run's 125), not the command. */
+export const EXIT_BANGER_FAILED = 125;
+/** The exit code after ^C (128 + SIGINT), as a shell reports it. */
+export const EXIT_INTERRUPTED = 130;
+
+/** An error printed as any other, ending the CLI with `code` instead of 1. */
+export class FailedWith extends Error {
+  constructor(readonly code: number, readonly error: unknown) {
+    super(error instanceof Error ? error.message : String(error), { cause: error });
+    this.name = "FailedWith";
+  }
+}
+
 /** Operations that run inside the CLI process, provided by `main.ts`. */
 export interface LocalOps {
   /** Runs the daemon in this process until it is told to stop; returns the exit code. */
@@ -45,6 +58,10 @@ export interface CliEnv {
   stdoutIsTty: boolean;
   /** Whether stderr is a terminal. */
   stderrIsTty: boolean;
+  /** Whether stdin is a terminal: a question can be asked only then. */
+  stdinIsTty: boolean;
+  /** Reads one line of stdin without its newline; `null` at end of input. */
+  readLine(): Promise<string | null>;
   /** Talks to the daemon. */
   client: RpcClient;
   /** Daemon paths. */

@@ -112,7 +112,10 @@ export const imageCommand: CommandDef<CliEnv> = {
       run: async (inv, env) => {
         const f = new Flags(inv);
         const r = await callDaemon(env, imageList, { available: f.bool("available") });
-        if (f.bool("json")) return void printJson(env, r);
+        // Every list prints one JSON array: the rows its table shows.
+        if (f.bool("json")) {
+          return void printJson(env, f.bool("available") ? r.available : r.images);
+        }
         if (f.bool("available")) {
           env.out(
             renderTable(
@@ -259,7 +262,9 @@ export const kernelCommand: CommandDef<CliEnv> = {
       run: async (inv, env) => {
         const f = new Flags(inv);
         const r = await callDaemon(env, kernelList, { available: f.bool("available") });
-        if (f.bool("json")) return void printJson(env, r);
+        if (f.bool("json")) {
+          return void printJson(env, f.bool("available") ? r.available : r.kernels);
+        }
         if (f.bool("available")) {
           env.out(
             renderTable(

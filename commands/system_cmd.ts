@@ -10,6 +10,7 @@
 import { type CommandDef, Flags, UsageError } from "./command_line.ts";
 import { type CliEnv, CliError } from "./env.ts";
 import { renderFields } from "./output.ts";
+import { confirm } from "./confirm.ts";
 
 /** What an install wrote. */
 export interface SystemInstallSummary {
@@ -144,10 +145,18 @@ export const systemCommand: CommandDef<CliEnv> = {
       summary: "Remove the units and install record (needs root)",
       flags: [
         { name: "purge", kind: "bool", help: "Also delete config, state, cache and runtime dirs" },
+        { name: "force", short: "f", kind: "bool", help: "Do not ask before --purge" },
         rootFlag,
       ],
       run: async (inv, env) => {
         const f = new Flags(inv);
+        if (f.bool("purge")) {
+          await confirm(
+            env,
+            "--purge deletes banger's config, state (every VM, image and kernel), cache and runtime directories.",
+            f.bool("force"),
+          );
+        }
         const removed = await system(env).uninstall(f.string("root"), f.bool("purge"));
         for (const p of removed) env.out(`removed ${p}\n`);
         return 0;

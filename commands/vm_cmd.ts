@@ -34,10 +34,18 @@ import {
   UsageError,
 } from "./command_line.ts";
 import { callWithProgress, parseMemoryFlag, printBulk, printJson } from "./call.ts";
+import { ask, confirm } from "./confirm.ts";
 import { callDaemon } from "./client/daemon_control.ts";
-import type { CliEnv } from "./env.ts";
+import { type CliEnv, EXIT_BANGER_FAILED, ExitCode, FailedWith } from "./env.ts";
 import { formatAge, renderFields, renderTable } from "./output.ts";
-import { createVm, sshInto, stillRunningNote, vmRun } from "./guest/session.ts";
+import {
+  createVm,
+  envFlag,
+  sshInto,
+  stillRunningNote,
+  vmRun,
+  withGuestEnv,
+} from "./guest/session.ts";
 import {
   execCommand,
   portsCommand,
@@ -47,6 +55,7 @@ import {
 } from "./workspace_cmd.ts";
 
 const json: FlagDef = { name: "json", kind: "bool", help: "Print JSON" };
+const force: FlagDef = { name: "force", short: "f", kind: "bool", help: "Do not ask" };
 const sizing: FlagDef[] = [
   { name: "name", kind: "string", help: "VM name (a DNS label; default: generated)" },
   { name: "image", kind: "string", help: "Image (default: default_image_name)", complete: "image" },
@@ -73,6 +82,9 @@ const sizing: FlagDef[] = [
     help: "Forward a host port to the guest (127.0.0.1 unless ADDR); repeatable",
   },
 ];
+/** How much of a VM's id `vm list` shows: enough to be unique, and any prefix is a ref. */
+const ID_WIDTH = 12;
+
 const vmsArg = [{ name: "vm", variadic: true, complete: "vm" as const }];
 
 function createFlags(inv: Invocation) {
@@ -226,6 +238,7 @@ export const vmCommand: CommandDef<CliEnv> = {
         ...sizing,
         { name: "rm", kind: "bool", help: "Delete the VM when the shell or command ends" },
         { name: "detach", short: "d", kind: "bool", help: "Create and prepare, then exit" },
+        envFlag,
         ...workspaceFlags,
       ],
       examples: [
@@ -249,19 +262,27 @@ export const vmCommand: CommandDef<CliEnv> = {
             throw new UsageError(`--${stray[0]} needs a repository PATH`, inv.path);
           }
         }
-        // The repository is checked before anything is created; a dry run stops there.
-        const afterCreate = inv.args[0] === undefined
-          ? undefined
-          : await prepareForRun(env, inv, inv.args[0]);
-        if (inv.args[0] !== undefined && afterCreate === undefined) return 0;
-        return await vmRun(env, {
-          create: createFlags(inv),
-          command: inv.rest,
-          rm: f.bool("rm"),
-          detach: f.bool("detach"),
-          afterCreate,
-          inWorkspace: afterCreate !== undefined,
-        });
+        const create = createFlags(inv);
+        const command = withGuestEnv(inv.rest, f.list("env"), inv.path);
+        try {
+          // The repository is checked before anything is created; a dry run stops there.
+          const afterCreate = inv.args[0] === undefined
+            ? undefined
+            : await prepareForRun(env, inv, inv.args[0]);
+          if (inv.args[0] !== undefined && afterCreate === undefined) return 0;
+          return await vmRun(env, {
+            create,
+            command,
+            rm: f.bool("rm"),
+            detach: f.bool("detach"),
+            afterCreate,
+            inWorkspace: afterCreate !== undefined,
+          });
+        } catch (err) {
+          // The command's own exit code passes through; banger's failures are 125.
+          if (err instanceof ExitCode || err instanceof UsageError) throw err;
+          throw new FailedWith(EXIT_BANGER_FAILED, err);
+        }
       },
     },
     {
@@ -299,19 +320,43 @@ export const vmCommand: CommandDef<CliEnv> = {
         return printBulk(env, r, "killed", f.bool("json"));
       },
     },
-    bulkVerb("delete", "Delete VMs and their disks (irreversible)", vmDelete, "deleted"),
+    {
+      name: "delete",
+      summary: "Delete VMs and their disks (irreversible); a running one after asking, or with -f",
+      args: vmsArg,
+      flags: [{ ...force, help: "Also delete running VMs, without asking" }, json],
+      run: async (inv, env) => {
+        const f = new Flags(inv);
+        const r = await callDaemon(env, vmDelete, { refs: inv.args, force: f.bool("force") });
+        // The daemon refuses running VMs without force (`conflict`): ask about just those.
+        const running = r.results.filter((x) => !x.ok && x.error?.code === "conflict");
+        const names = running.map((x) => x.ref).join(", ");
+        if (
+          running.length && env.stdinIsTty &&
+          await ask(
+            env,
+            `Deleting ${names} stops ${running.length > 1 ? "them" : "it"} first (running).`,
+          )
+        ) {
+          const again = await callDaemon(env, vmDelete, {
+            refs: running.map((x) => x.ref),
+            force: true,
+          });
+          r.results = r.results.map((x) => again.results.find((y) => y.ref === x.ref) ?? x);
+        }
+        return printBulk(env, r, "deleted", f.bool("json"));
+      },
+    },
     {
       name: "prune",
       summary: "Delete every VM that is not running",
-      flags: [{ name: "force", short: "f", kind: "bool", help: "Do not ask" }],
+      flags: [force],
       run: async (inv, env) => {
         if (!new Flags(inv).bool("force")) {
           const { vms } = await callDaemon(env, vmList, {});
           const victims = vms.filter((v) => v.status !== "running" && v.status !== "starting");
           if (!victims.length) return void env.out("nothing to prune\n");
-          env.out(`This deletes ${victims.map((v) => v.name).join(", ")}. Continue? [y/N] `);
-          const answer = prompt("") ?? "";
-          if (!/^y(es)?$/i.test(answer.trim())) return void env.out("aborted\n");
+          await confirm(env, `This deletes ${victims.map((v) => v.name).join(", ")}.`, false);
         }
         const r = await callDaemon(env, vmPrune, {});
         env.out(
@@ -323,14 +368,32 @@ export const vmCommand: CommandDef<CliEnv> = {
     {
       name: "list",
       summary: "List VMs",
-      flags: [json],
+      flags: [
+        { name: "quiet", short: "q", kind: "bool", help: "Print names only, one per line" },
+        json,
+      ],
       run: async (inv, env) => {
+        const f = new Flags(inv);
         const { vms } = await callDaemon(env, vmList, {});
-        if (new Flags(inv).bool("json")) return void printJson(env, vms);
+        if (f.bool("json")) return void printJson(env, vms);
+        if (f.bool("quiet")) return void env.out(vms.map((v) => `${v.name}\n`).join(""));
         const now = Date.now();
         env.out(renderTable(
-          ["NAME", "STATUS", "IMAGE", "IP", "VCPU", "MEM", "DISK", "VMM", "WORKSPACE", "CREATED"],
+          [
+            "ID",
+            "NAME",
+            "STATUS",
+            "IMAGE",
+            "IP",
+            "VCPU",
+            "MEM",
+            "DISK",
+            "VMM",
+            "WORKSPACE",
+            "CREATED",
+          ],
           vms.map((v) => [
+            v.id.slice(0, ID_WIDTH),
             v.name,
             v.status,
             v.image,

@@ -28,7 +28,7 @@ import { callWithProgress, printJson } from "./call.ts";
 import { callDaemon } from "./client/daemon_control.ts";
 import { type CliEnv, ExitCode } from "./env.ts";
 import { renderTable } from "./output.ts";
-import { execIn } from "./guest/session.ts";
+import { envFlag, execIn, withGuestEnv } from "./guest/session.ts";
 
 const json: FlagDef = { name: "json", kind: "bool", help: "Print JSON" };
 const guestPathFlag: FlagDef = {
@@ -222,14 +222,20 @@ export const execCommand: CommandDef<CliEnv> = {
   flags: [
     guestPathFlag,
     { name: "auto-prepare", kind: "bool", help: "Re-sync the workspace from the host first" },
+    envFlag,
   ],
-  examples: ["banger vm exec dev -- make test", "banger vm exec dev --auto-prepare -- npm test"],
+  examples: [
+    "banger vm exec dev -- make test",
+    "banger vm exec dev --auto-prepare -- npm test",
+    "banger vm exec -e CI=1 dev -- npm test",
+  ],
   run: async (inv, env) => {
     if (!inv.rest?.length) {
       throw new UsageError("Missing the command to run after --", inv.path);
     }
     const f = new Flags(inv);
-    const code = await execIn(env, inv.args[0], inv.rest, {
+    const command = withGuestEnv(inv.rest, f.list("env"), inv.path);
+    const code = await execIn(env, inv.args[0], command, {
       guestPath: f.string("guest-path"),
       autoPrepare: f.bool("auto-prepare"),
     });

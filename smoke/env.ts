@@ -192,7 +192,7 @@ export class SmokeEnv {
       ? (JSON.parse(list.stdout) as { name: string }[]).map((v) => v.name)
       : [];
     if (names.length) {
-      await this.banger(["vm", "delete", ...names], { timeoutMs: 180_000 }).catch(() => {});
+      await this.banger(["vm", "delete", "-f", ...names], { timeoutMs: 180_000 }).catch(() => {});
     }
     await this.banger(["daemon", "stop", "--force"], { timeoutMs: 60_000 }).catch(() => {});
     const leftovers = await this.leftovers();

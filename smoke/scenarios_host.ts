@@ -44,7 +44,7 @@ export const HOST_SCENARIOS: Scenario[] = [
       );
       assertStringIncludes(JSON.stringify(mine), withNat.guest_ip);
       assertEquals(natRules(rules, without.id), [], "no rule for the running VM without --nat");
-      await c.ok(["vm", "delete", withNat.name, without.name]);
+      await c.ok(["vm", "delete", "-f", withNat.name, without.name]);
       const after =
         (await c.env.exec(["nft", "-j", "list", "table", "ip", c.env.instance.nftTable])).stdout;
       assert(!after.includes(`banger-vm:${withNat.id}`), "delete removed the rule");
@@ -78,7 +78,7 @@ export const HOST_SCENARIOS: Scenario[] = [
         "example.com",
       ]);
       assertStringIncludes(refused.stdout, "status: REFUSED");
-      await c.ok(["vm", "delete", vm.name]);
+      await c.ok(["vm", "delete", "-f", vm.name]);
       assertEquals((await dig(`${vm.name}.vm`)).stdout.trim(), "", "the record goes with the VM");
     },
   },
@@ -123,7 +123,7 @@ export const HOST_SCENARIOS: Scenario[] = [
       assertEquals(served, made, "the guest serves the daemon's key");
       const known = `${c.env.home}/state/ssh/known_hosts`;
       assertStringIncludes(await Deno.readTextFile(known), `${name}.vm ssh-ed25519 ${made}\n`);
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
       assert(!(await Deno.readTextFile(known)).includes(`${name}.vm`), "entry removed");
     },
   },
@@ -169,7 +169,7 @@ export const HOST_SCENARIOS: Scenario[] = [
         (await c.ok(["vm", "ssh", name, "--", "echo", "still-here"])).stdout.trim(),
         "still-here",
       );
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
   {
@@ -196,7 +196,7 @@ export const HOST_SCENARIOS: Scenario[] = [
         shown.status === "running" || shown.status === "stopped",
         `reconciled to ${shown.status}`,
       );
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
       const vmms = await c.env.exec([
         "sh",
         "-c",
@@ -285,7 +285,7 @@ export const HOST_SCENARIOS: Scenario[] = [
         other.guest_ip.startsWith("172.16.77."),
         `the second instance's own CIDR: ${other.guest_ip}`,
       );
-      expectOk(await second(["vm", "delete", "two"]), "second delete");
+      expectOk(await second(["vm", "delete", "-f", "two"]), "second delete");
       expectOk(await second(["daemon", "stop"]), "second stop");
       const theirs = instanceFor(`${home}/state`);
       const taps = (await c.env.exec(["ip", "-o", "link", "show"])).stdout;
@@ -305,7 +305,7 @@ export const HOST_SCENARIOS: Scenario[] = [
         (await c.ok(["vm", "ssh", first.name, "--", "echo", "still-here"])).stdout.trim(),
         "still-here",
       );
-      await c.ok(["vm", "delete", first.name]);
+      await c.ok(["vm", "delete", "-f", first.name]);
     },
   },
   {
@@ -376,13 +376,13 @@ export const HOST_SCENARIOS: Scenario[] = [
       ]);
       assert(other.code !== 0, "a second VM cannot take the port");
       assertStringIncludes(other.stderr, `127.0.0.1:${base} is in use by VM "${name}"`);
-      await c.banger(["vm", "delete", c.vmName("pub2")]);
+      await c.banger(["vm", "delete", "-f", c.vmName("pub2")]);
       await c.ok(["daemon", "stop"]);
       await c.ok(["daemon", "start"]);
       assertEquals(await fetchOn(base), "200 from-the-guest", "after a daemon restart");
       await c.ok(["vm", "port", "unpublish", name, String(base + 1)]);
       assertStringIncludes(await fetchOn(base + 1), "refused", "unpublished");
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
       assertStringIncludes(await fetchOn(base), "refused", "no listener after delete");
     },
   },

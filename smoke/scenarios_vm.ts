@@ -125,7 +125,7 @@ export const VM_SCENARIOS: Scenario[] = [
       await c.ok(["vm", "set", name, "--vcpu", "4"]);
       await c.ok(["vm", "start", name]);
       assertEquals((await c.ok(["vm", "ssh", name, "--", "nproc"])).stdout.trim(), "4");
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
   {
@@ -152,7 +152,7 @@ export const VM_SCENARIOS: Scenario[] = [
       await c.ok(["vm", "start", name]);
       const grown = await rootSize();
       assert(grown >= 0.9 * 4 * gib, `df / shows ${grown} bytes of a 4 GiB root after vm set`);
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
   {
@@ -167,7 +167,7 @@ export const VM_SCENARIOS: Scenario[] = [
       await c.ok(["vm", "restart", name]);
       const after = (await c.ok(bootId)).stdout.trim();
       assert(before && after && before !== after, `boot ids ${before} / ${after}`);
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
   {
@@ -187,7 +187,7 @@ export const VM_SCENARIOS: Scenario[] = [
       ]);
       assertEquals(ps.stdout.trim(), "gone");
       assertEquals(await diskHolders(c, created.id), [], "nothing holds its disks");
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
   {
@@ -203,7 +203,7 @@ export const VM_SCENARIOS: Scenario[] = [
       assertStringIncludes(r.stdout, `deleted ${down}`);
       const names = json<VmJson[]>(await c.ok(["vm", "list", "--json"])).map((v) => v.name);
       assert(names.includes(up) && !names.includes(down), `after prune: ${names}`);
-      await c.ok(["vm", "delete", up]);
+      await c.ok(["vm", "delete", "-f", up]);
     },
   },
   {
@@ -221,7 +221,7 @@ export const VM_SCENARIOS: Scenario[] = [
       results.forEach((r, i) => expectOk(r, `create ${names[i]}`));
       const after = (await c.env.mirrorCounts())["/image.tar.zst"] ?? 0;
       assertEquals(after - before, 1, "one download for two creates");
-      await c.ok(["vm", "delete", ...names]);
+      await c.ok(["vm", "delete", "-f", ...names]);
       await c.ok(["image", "delete", SMOKE_IMAGE_FRESH]);
     },
   },

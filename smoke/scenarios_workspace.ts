@@ -100,7 +100,7 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
         3,
         "vm exec exit 3",
       );
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
   {
@@ -138,7 +138,7 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
         () => assert(false, "deletion not applied"),
         () => {},
       );
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
   {
@@ -162,7 +162,7 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
       assertStringIncludes(all, "one.txt");
       assertStringIncludes(later, "two.txt");
       assert(!later.includes("one.txt"), "changes before --base-commit are left out");
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
   {
@@ -175,7 +175,7 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
       await c.ok(["vm", "stop", name]);
       await c.ok(["vm", "start", name]);
       assertEquals(await guest(c, name, "cat", "marker.txt"), "kept");
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
   {
@@ -186,7 +186,7 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
       const name = await prepared(c, "ro", "--readonly");
       // root ignores modes, so look at the bits themselves.
       assertEquals(await guest(c, name, "stat", "-c", "%A", "README.md"), "-r--r--r--");
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
   {
@@ -215,7 +215,7 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
         await c.ok(["vm", "show", name, "--json"]),
       );
       assertEquals(shown.workspace?.mode, "full_copy");
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
   {
@@ -241,7 +241,7 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
         if (!seen) await new Promise((res) => setTimeout(res, 500));
       }
       assert(seen, "port 8080 listed");
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
   {
@@ -286,7 +286,7 @@ export const WORKSPACE_SCENARIOS: Scenario[] = [
       assertEquals(left, ["back", "tree"], "nothing partial on the host");
       const guestLeft = (await c.ok(["vm", "ssh", name, "--", "ls", "-A", "/root"])).stdout;
       assert(!guestLeft.includes(".banger-cp-") && !guestLeft.includes("\nx\n"), guestLeft);
-      await c.ok(["vm", "delete", name]);
+      await c.ok(["vm", "delete", "-f", name]);
     },
   },
 ];

@@ -1,8 +1,9 @@
 /**
  * Pins the dependency rules of DESIGN.md, STYLE.md and ARCHITECTURE.md: `commands → (rpc)
- * → daemon → {host, store, catalog}`, the CLI sees only the wire API (`daemon/api/`), no
- * module imports itself through a cycle, `_private.ts` files are imported only from their
- * own folder, and no folder grows back into a hall.
+ * → daemon → {host, store, catalog}`, the CLI sees only the wire API (`daemon/api/`) and its
+ * transport, no module imports itself through a cycle, `_private.ts` files are imported
+ * only from their own folder, no folder grows back into a hall, and every program a role
+ * spawns is on its permission set in deno.json.
  */
 import { assertEquals } from "./fixtures/assert.ts";
 
@@ -11,6 +12,9 @@ const FOLDERS = ["commands", "daemon", "host", "store", "catalog"];
 
 /** Files the CLI may import from daemon/: the wire API and what it needs. */
 const WIRE = /^daemon\/api\/[a-z_]+\.ts$/;
+
+/** The one host file the CLI may import: the HTTP client the wire API travels on. */
+const TRANSPORT = "host/net/http_unix.ts";
 
 /** Most source files one folder may hold before it needs rooms of its own. */
 const MAX_FILES_PER_FOLDER = 16;
@@ -23,7 +27,7 @@ const ALLOWED: Record<string, (target: string, from: string) => boolean> = {
     WIRE.test(from)
       ? WIRE.test(t) || t === "host/schema.ts" || t === "host/errors.ts"
       : !t.startsWith("commands/"),
-  commands: (t) => t.startsWith("commands/") || WIRE.test(t),
+  commands: (t) => t.startsWith("commands/") || WIRE.test(t) || t === TRANSPORT,
 };
 
 function sourceFiles(): string[] {
@@ -45,11 +49,13 @@ function sourceDirs(): string[] {
   return [...new Set(sourceFiles().map((f) => f.split("/").slice(0, -1).join("/")))].sort();
 }
 
+/** Source text without comments: an example in a doc comment is not code. */
+function withoutComments(text: string): string {
+  return text.replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "");
+}
+
 function importsOf(file: string): string[] {
-  // Comments out: an example in a doc comment is not an import.
-  const text = Deno.readTextFileSync(`${ROOT}${file}`)
-    .replace(/\/\*[\s\S]*?\*\//g, "")
-    .replace(/^\s*\/\/.*$/gm, "");
+  const text = withoutComments(Deno.readTextFileSync(`${ROOT}${file}`));
   const specs = [...text.matchAll(/^\s*(?:import|export)\b[^;]*?from\s+"([^"]+)"/gms)].map((m) =>
     m[1]
   );
@@ -171,4 +177,46 @@ Deno.test("every relative import names a file that exists", () => {
     }
   }
   assertEquals(missing, []);
+});
+
+/** A spawn of a program named by a literal: `run("ip", …)`, `new Deno.Command("sh", …)`. */
+const SPAWN =
+  /(?:(?<![\w.])(?:run|runText|collectOutput)|\baccess\.run|spawnAsOwner|new Deno\.Command)\(\s*"([^"]+)"/g;
+
+/** The helper's ops (`HELPER_OPS`) live here; every other spawn is the owner daemon's or the CLI's. */
+const HELPER_FILES = /^host\/net\/|^host\/vmm\/firecracker\/jailer\.ts$/;
+
+/** Spawns whose program is named at run time, by role. */
+const NAMED_AT_RUN_TIME: Record<"owner" | "helper", string[]> = {
+  // main.ts starts the daemon as `deno run …` from source, or as the compiled `banger`;
+  // commands/guest/session.ts runs the `ssh` argv the daemon hands it.
+  owner: ["deno", "banger", "ssh"],
+  helper: [],
+};
+
+Deno.test("every program a role spawns is on its permission set, and each set lists nothing else", () => {
+  const json = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  const sets = json.permissions as Record<string, { run: string[] }>;
+  const spawned = { owner: new Set(NAMED_AT_RUN_TIME.owner), helper: new Set<string>() };
+  let sites = 0;
+  for (const file of [...sourceFiles(), "main.ts"]) {
+    const text = withoutComments(Deno.readTextFileSync(`${ROOT}${file}`));
+    for (const m of text.matchAll(SPAWN)) {
+      spawned[HELPER_FILES.test(file) ? "helper" : "owner"].add(m[1]);
+      sites++;
+    }
+  }
+  assertEquals(sites > 20, true, `the scan found only ${sites} spawn sites`);
+  for (const role of ["owner", "helper"] as const) {
+    const listed = new Set(sets[role].run);
+    assertEquals([...spawned[role]].filter((p) => !listed.has(p)), [], `missing from ${role}`);
+    assertEquals([...listed].filter((p) => !spawned[role].has(p)), [], `unused in ${role}`);
+  }
+  // `deno task banger` runs both roles in one process (root, in-process helper).
+  const union = new Set([...sets.owner.run, ...sets.helper.run]);
+  assertEquals(new Set(sets.banger.run), union);
+  for (const task of ["banger", "owner", "helper"]) {
+    assertEquals(json.tasks[task].includes(`-P=${task} `), true, task);
+    assertEquals(json.tasks[task].includes("--allow-"), false, task);
+  }
 });

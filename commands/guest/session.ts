@@ -10,8 +10,9 @@ import { vmCreate, vmDelete, vmSsh, type VmView } from "../../daemon/api/vm.ts";
 import { vmExec, vmHealth } from "../../daemon/api/workspace.ts";
 import { formatSizeShort } from "../../daemon/api/size.ts";
 import { callWithProgress } from "../call.ts";
+import { type FlagDef, UsageError } from "../command_line.ts";
 import { callDaemon } from "../client/daemon_control.ts";
-import { type CliEnv, CliError, ExitCode } from "../env.ts";
+import { type CliEnv, CliError, EXIT_INTERRUPTED, ExitCode } from "../env.ts";
 import { formatDuration } from "../output.ts";
 
 /**
@@ -34,6 +35,39 @@ export async function runSsh(argv: readonly string[]): Promise<number> {
       hint: "install openssh-client",
     });
   }
+}
+
+/** `-e KEY=VALUE` of `vm run` and `vm exec`. */
+export const envFlag: FlagDef = {
+  name: "env",
+  short: "e",
+  kind: "list",
+  placeholder: "KEY=VALUE",
+  help: "Set a variable for the command or shell in the guest; repeatable",
+};
+
+/**
+ * `command` run with the `-e` variables set, through the guest's `env` (each pair stays
+ * one argv word, so nothing is re-quoted); with no command, a login shell. Pure.
+ *
+ * @example
+ * ```ts
+ * withGuestEnv(["make"], ["CI=1"], ["vm", "exec"]); // ["env", "--", "CI=1", "make"]
+ * ```
+ * @throws {UsageError} for a pair that is not `KEY=VALUE` with a shell variable's name.
+ */
+export function withGuestEnv(
+  command: string[] | undefined,
+  pairs: readonly string[],
+  helpPath: string[],
+): string[] | undefined {
+  if (!pairs.length) return command;
+  for (const pair of pairs) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(pair)) {
+      throw new UsageError(`Flag "--env" needs KEY=VALUE, got "${pair}"`, helpPath);
+    }
+  }
+  return ["env", "--", ...pairs, ...(command ?? ["sh", "-c", 'exec "${SHELL:-/bin/sh}" -l'])];
 }
 
 /** Opens a shell (no command) or runs `command` in a running VM; returns the exit code. */
@@ -163,13 +197,19 @@ export async function vmRun(
   // foreground ssh gets the same SIGINT from the terminal and ends on its own). During
   // the create, ^C cancels it: the daemon rolls the start back.
   const creating = new AbortController();
+  let interrupted = false;
   const onInterrupt = () => {
+    interrupted = true;
     env.err("\ninterrupted\n");
     creating.abort(new CliError("Cancelled"));
   };
   if (o.rm) Deno.addSignalListener("SIGINT", onInterrupt);
   try {
-    return await runInVm(env, o, creating.signal);
+    const code = await runInVm(env, o, creating.signal);
+    return interrupted ? EXIT_INTERRUPTED : code;
+  } catch (err) {
+    if (interrupted) throw new ExitCode(EXIT_INTERRUPTED);
+    throw err;
   } finally {
     if (o.rm) Deno.removeSignalListener("SIGINT", onInterrupt);
   }
@@ -195,13 +235,17 @@ async function runInVm(
       : await sshInto(env, vm.name, o.command);
   } finally {
     if (o.rm) {
-      const r = await callDaemon(env, vmDelete, { refs: [vm.name] }).catch((err) => {
+      const warn = (why: unknown) =>
         env.err(
-          `warning: could not delete ${vm.name}: ${err instanceof Error ? err.message : err}\n`,
+          `warning: could not delete ${vm.name}: ${why instanceof Error ? why.message : why}\n`,
         );
+      const r = await callDaemon(env, vmDelete, { refs: [vm.name], force: true }).catch((err) => {
+        warn(err);
         return undefined;
       });
-      if (r?.results.every((x) => x.ok)) env.err(`deleted ${vm.name}\n`);
+      const failed = r?.results.find((x) => !x.ok);
+      if (failed) warn(failed.error?.message);
+      else if (r) env.err(`deleted ${vm.name}\n`);
     } else if (ready && o.command === undefined) {
       env.err(await stillRunningNote(env, vm.name));
     }

@@ -98,8 +98,15 @@ export const vmKill = method(
   s.object({ refs, signal: s.optional(s.string({ pattern: /^(SIG)?[A-Z0-9]+$/ })) }),
   bulkResult,
 );
-/** `vm.delete`: stop if needed, then remove disks, DNS, NAT and known_hosts entries. */
-export const vmDelete = method("vm.delete", s.object({ refs }), bulkResult);
+/**
+ * `vm.delete`: remove disks, DNS, NAT and known_hosts entries. A running VM is refused
+ * (`conflict`) unless `force`, which stops it first.
+ */
+export const vmDelete = method(
+  "vm.delete",
+  s.object({ refs, force: s.optional(s.boolean()) }),
+  bulkResult,
+);
 /** `vm.prune`: delete every VM that is not running. */
 export const vmPrune = method("vm.prune", s.object({}), s.object({ deleted: s.array(s.string()) }));
 

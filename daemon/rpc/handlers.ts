@@ -123,7 +123,8 @@ export function buildHandlers(s: HandlerServices): Handlers<typeof METHODS> {
     "vm.stop": (req, ctx) => bulk(s.vms.stop(req.refs, ctx), ctx.opId),
     "vm.restart": (req, ctx) => bulk(s.vms.restart(req.refs, ctx), ctx.opId),
     "vm.kill": (req, ctx) => bulk(s.vms.kill(req.refs, req.signal ?? "SIGKILL", ctx), ctx.opId),
-    "vm.delete": (req, ctx) => afterChange(bulk(s.vms.delete(req.refs, ctx), ctx.opId)),
+    "vm.delete": (req, ctx) =>
+      afterChange(bulk(s.vms.delete(req.refs, ctx, { refuseRunning: !req.force }), ctx.opId)),
     "vm.prune": async (_req, ctx) => ({ deleted: await afterChange(s.vms.prune(ctx)) }),
     "vm.set": (req, ctx) => bulk(s.vms.set(req.refs, req, ctx), ctx.opId),
     "vm.logs": (req) => readLogs(s.vms.find(req.ref), req),

@@ -245,9 +245,24 @@ export class VmService {
     return this.#bulk(refs, ctx, (vm) => killVm(vm, this.#deps, ctx, signal));
   }
 
-  /** Deletes VMs: stops running ones, then removes disks, DNS, NAT, known_hosts entries. */
-  delete(refs: readonly string[], ctx: OpContext): Promise<BulkOutcome[]> {
-    return this.#bulk(refs, ctx, (vm) => this.#delete(vm, ctx));
+  /**
+   * Deletes VMs: stops running ones (or, with `refuseRunning`, refuses them), then removes
+   * disks, DNS, NAT and known_hosts entries.
+   */
+  delete(
+    refs: readonly string[],
+    ctx: OpContext,
+    options: { refuseRunning?: boolean } = {},
+  ): Promise<BulkOutcome[]> {
+    return this.#bulk(refs, ctx, (vm) => {
+      if (options.refuseRunning && (vm.status === "running" || vm.status === "starting")) {
+        throw new VmStateError(`Cannot delete "${vm.name}": VM is ${vm.status}`, {
+          code: "conflict",
+          hint: `banger vm stop ${vm.name}, or banger vm delete -f ${vm.name}`,
+        });
+      }
+      return this.#delete(vm, ctx);
+    });
   }
 
   /** Deletes every VM that is not running; returns their names. */

@@ -1,7 +1,15 @@
-import { assert, assertEquals, assertStringIncludes, assertThrows } from "../fixtures/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+  assertThrows,
+} from "../fixtures/assert.ts";
 import { type CommandDef, parseArgv, renderHelp, UsageError } from "../../commands/command_line.ts";
 import { runCli } from "../../commands/cli.ts";
-import type { CliEnv } from "../../commands/env.ts";
+import { type CliEnv, CliError, ExitCode } from "../../commands/env.ts";
+import { confirm } from "../../commands/confirm.ts";
+import { withGuestEnv } from "../../commands/guest/session.ts";
 import { RpcClient } from "../../commands/client/rpc_client.ts";
 import { complete } from "../../commands/completion_cmd.ts";
 
@@ -111,6 +119,8 @@ function fakeEnv(): CliEnv & { stdout: string[]; stderr: string[] } {
     err: (t) => void stderr.push(t),
     stdoutIsTty: false,
     stderrIsTty: false,
+    stdinIsTty: false,
+    readLine: () => Promise.resolve(null),
     client: new RpcClient("/nonexistent/banger.sock"),
     paths: {
       socket: "/nonexistent/banger.sock",
@@ -152,4 +162,46 @@ Deno.test("runCli() prints operation errors on one line without a stack unless -
   dbg.local.doctor = () => Promise.reject(new Error("disk on fire"));
   assertEquals(await runCli(["doctor", "--debug"], dbg), 1);
   assertStringIncludes(dbg.stderr.join(""), "at ");
+});
+
+Deno.test("confirm() goes ahead with -f, refuses with no terminal, and asks on stderr on one", async () => {
+  await confirm(fakeEnv(), "This deletes dev.", true);
+  const piped = fakeEnv();
+  piped.readLine = () => Promise.resolve("y"); // `echo y | banger …` is not an answer
+  const refused = await assertRejects(() => confirm(piped, "This deletes dev.", false), CliError);
+  assertEquals(refused.message, "This deletes dev. Refusing without a terminal to confirm on");
+  assertEquals(refused.hint, "pass -f to go ahead without asking");
+  for (
+    const [answer, agreed] of [["y", true], ["YES ", true], ["n", false], ["", false]] as const
+  ) {
+    const tty = { ...fakeEnv(), stdinIsTty: true, readLine: () => Promise.resolve(answer) };
+    const stderr: string[] = [];
+    tty.err = (t) => void stderr.push(t);
+    const outcome = await confirm(tty, "This deletes dev.", false).then(() => 0, (e) => e);
+    assertEquals(outcome instanceof ExitCode ? outcome.code : outcome, agreed ? 0 : 1, answer);
+    assertEquals(stderr[0], "This deletes dev. Continue? [y/N] ");
+    assertEquals(tty.stdout, [], "the question never goes to stdout");
+  }
+});
+
+Deno.test("withGuestEnv() sets -e variables through the guest's env, one argv word each", () => {
+  assertEquals(withGuestEnv(["make", "-j2"], [], ["vm", "exec"]), ["make", "-j2"]);
+  assertEquals(withGuestEnv(["make"], ["CI=1", "MSG=a b;c"], ["vm", "exec"]), [
+    "env",
+    "--",
+    "CI=1",
+    "MSG=a b;c",
+    "make",
+  ]);
+  assertEquals(withGuestEnv(undefined, ["A="], ["vm", "run"]), [
+    "env",
+    "--",
+    "A=",
+    "sh",
+    "-c",
+    'exec "${SHELL:-/bin/sh}" -l',
+  ]);
+  for (const bad of ["CI", "1A=x", "A-B=x", "=x"]) {
+    assertThrows(() => withGuestEnv(["true"], [bad], ["vm", "run"]), UsageError, "KEY=VALUE");
+  }
 });

@@ -1,16 +1,15 @@
 import { assert, assertEquals, assertStringIncludes } from "../fixtures/assert.ts";
 import { gatedTest, root } from "../fixtures/requires.ts";
+import { taskFlags } from "../fixtures/banger_cli.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 async function banger(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const tasks = JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks;
-  const flags = (tasks.owner as string).split(/\s+/).filter((w) =>
-    w === "-q" || w.startsWith("--allow-")
-  );
+  const flags = taskFlags("owner");
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", ...flags, `${ROOT}main.ts`, ...args],
     env: { BANGER_HOME: "/nonexistent-banger-home" },
+    stdin: "null",
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -57,8 +56,15 @@ gatedTest(
         assertEquals([st.installed, st.ownerUser, st.ownerUid], [true, "nobody", 65534]);
         assertEquals(st.units, ["banger-helper.service", "banger.service"]);
       });
-      await t.step("uninstall --purge removes everything it made", async () => {
+      await t.step("uninstall --purge with no terminal to ask on refuses unless -f", async () => {
         const r = await banger(["system", "uninstall", "--purge", "--root", dir]);
+        assertEquals(r.code, 1, r.stderr);
+        assertStringIncludes(r.stderr, "Refusing without a terminal to confirm on");
+        assertStringIncludes(r.stderr, "hint: pass -f");
+        assert(await Deno.lstat(`${dir}/var/lib/banger`).then(() => true), "state is kept");
+      });
+      await t.step("uninstall --purge -f removes everything it made", async () => {
+        const r = await banger(["system", "uninstall", "--purge", "-f", "--root", dir]);
         assertEquals(r.code, 0, r.stderr);
         for (
           const p of [

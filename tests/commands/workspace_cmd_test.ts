@@ -59,7 +59,7 @@ gatedTest(
         await git(repo, "clone", "-q", "--bare", repo, bare);
         try {
           const r = await d.cli(["vm", "run", bare, "--", "true"]);
-          assertEquals(r.code, 1);
+          assertEquals(r.code, 125, "banger's own failure, not the command's");
           assertStringIncludes(r.stderr, "it is a bare repository");
           assertStringIncludes(r.stderr, "hint: clone it");
           const list = JSON.parse((await d.cli(["vm", "list", "--json"])).stdout);

@@ -114,12 +114,15 @@ Deno.test("the owner role's modules reach libc only through pure validators; the
   }
 });
 
-Deno.test("the owner and compile tasks have no --allow-ffi; the helper and dev tasks keep it", () => {
-  const tasks = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`)).tasks;
-  for (const t of ["owner", "compile"]) assert(!tasks[t].includes("--allow-ffi"), t);
-  for (const t of ["banger", "helper", "compile:helper"]) {
-    assert(tasks[t].includes("--allow-ffi"), t);
-  }
+Deno.test("the owner permission set and compile task have no ffi; the helper and dev sets keep it", () => {
+  const json = JSON.parse(Deno.readTextFileSync(`${ROOT}deno.json`));
+  const sets = json.permissions as Record<string, { ffi?: boolean }>;
+  assert(!sets.owner.ffi, "owner");
+  for (const name of ["banger", "helper"]) assert(sets[name].ffi === true, name);
+  assertEquals(json.tasks.compile.split(" ").filter((w: string) => w.startsWith("-P")), [
+    "-P=owner",
+  ]);
+  assert(!json.tasks.compile.includes("--allow-"), json.tasks.compile);
 });
 
 // --- the runtime proof --------------------------------------------------------------
@@ -177,7 +180,7 @@ gatedTest(
         const status = readProcFile(`/proc/${pid}/status`);
         assertEquals(/^Uid:\s+(\d+)/m.exec(status)?.[1], String(OWNER.uid));
         const argv = readProcFile(`/proc/${pid}/cmdline`).split("\0");
-        assert(argv.includes("--allow-read") && argv.includes("daemon"), argv.join(" "));
+        assert(argv.includes("-P=owner") && argv.includes("daemon"), argv.join(" "));
         assert(!argv.some((a) => a.startsWith("--allow-ffi") || a === "-A"), argv.join(" "));
       });
       await t.step("vm create boots through the helper; the VMM runs as the owner", async () => {
@@ -218,7 +221,7 @@ gatedTest(
       await t.step("vm start again and vm delete", async () => {
         await ok(["vm", "start", "a"]);
         assertEquals((await show("a")).status, "running");
-        await ok(["vm", "delete", "a"]);
+        await ok(["vm", "delete", "-f", "a"]);
         assertEquals((await cli(["vm", "show", "a"])).code, 1);
       });
       await t.step("banger doctor probes the host through the helper", async () => {
@@ -237,7 +240,7 @@ gatedTest(
         assertStringIncludes(JSON.stringify(privileges), "root helper pid");
       });
     } finally {
-      await cli(["vm", "delete", "a"]).catch(() => {});
+      await cli(["vm", "delete", "-f", "a"]).catch(() => {});
       await cli(["daemon", "stop", "--force"]).catch(() => {});
       for (const c of [daemon, helper]) {
         try {

@@ -247,7 +247,7 @@ gatedTest(
       assert(typeof before.pid === "number" && after.pid === before.pid, "the same VMM process");
       const ssh = await s.cli(["vm", "ssh", "keep", "--", "echo", "still-here"]);
       assertEquals([ssh.code, ssh.stdout.trim()], [0, "still-here"], ssh.stderr);
-      const del = await s.cli(["vm", "delete", "keep"]);
+      const del = await s.cli(["vm", "delete", "-f", "keep"]);
       assertEquals(del.code, 0, del.stderr);
     });
   },

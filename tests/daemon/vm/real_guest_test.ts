@@ -102,7 +102,7 @@ for (const [label, overrides, daemonEnv] of VMMS) {
           "kept",
         );
       });
-      await ok(["vm", "delete", "real"]);
+      await ok(["vm", "delete", "-f", "real"]);
       const known = await Deno.readTextFile(`${d.home}/state/ssh/known_hosts`);
       assert(!known.includes("real.vm"), "delete forgets the host key");
     },

@@ -33,6 +33,10 @@ gatedTest(
 
     const [started] = await vms.start(["dev"], h.ctx());
     assertEquals(started.vm?.status, "running", String(started.error));
+    const [refused] = await vms.delete(["dev"], h.ctx(), { refuseRunning: true });
+    assert(refused.error instanceof Error, "a running VM is refused without force");
+    assertEquals((refused.error as { code?: string }).code, "conflict");
+    assertEquals(vms.find("dev").status, "running", "the refused VM keeps running");
     const [deleted] = await vms.delete(["dev"], h.ctx());
     assert(deleted.vm && !deleted.error, String(deleted.error));
     assertEquals(vms.list(), []);

@@ -160,7 +160,7 @@ gatedTest(
         },
       );
     } finally {
-      await cli("vm", "delete", "wsg");
+      await cli("vm", "delete", "-f", "wsg");
       await cli("daemon", "stop", "--force");
       await Deno.remove(top, { recursive: true }).catch(() => {});
     }
