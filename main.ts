@@ -9,8 +9,9 @@
 
 import { runCli } from "./commands/cli.ts";
 import { importLazily } from "./commands/_lazy.ts";
-import type { CliEnv } from "./commands/env.ts";
+import type { CliEnv, TerminalStyle } from "./commands/env.ts";
 import type { DoctorReport } from "./daemon/api/daemon.ts";
+import type * as ConfigModule from "./daemon/config.ts";
 import { RpcClient } from "./commands/client/rpc_client.ts";
 import type { SystemLocalOps } from "./commands/system_cmd.ts";
 import { BANGER_VERSION } from "./daemon/api/protocol.ts";
@@ -32,6 +33,25 @@ function writeAll(file: { writeSync(p: Uint8Array): number }, text: string): voi
   const bytes = enc.encode(text);
   let at = 0;
   while (at < bytes.length) at += file.writeSync(bytes.subarray(at));
+}
+
+/**
+ * Width and colour of stderr's terminal: colour only on a TTY, and never with `NO_COLOR`
+ * set to anything (no-color.org) or `TERM=dumb`.
+ */
+function terminalStyle(): TerminalStyle {
+  if (!Deno.stderr.isTerminal()) return {};
+  const columns = Number(Deno.env.get("COLUMNS")) || consoleColumns();
+  const color = !Deno.env.get("NO_COLOR") && Deno.env.get("TERM") !== "dumb";
+  return { columns, color };
+}
+
+function consoleColumns(): number | undefined {
+  try {
+    return Deno.consoleSize().columns;
+  } catch {
+    return undefined; // stderr is a terminal but stdout is not: no size to ask for
+  }
 }
 
 /** One line of stdin, read a byte at a time so nothing past the newline is consumed. */
@@ -116,6 +136,7 @@ function buildEnv(layout: Layout, home: string): CliEnv {
     stdoutIsTty: Deno.stdout.isTerminal(),
     stderrIsTty: Deno.stderr.isTerminal(),
     stdinIsTty: Deno.stdin.isTerminal(),
+    style: terminalStyle(),
     readLine: () => readStdinLine(),
     client: new RpcClient(daemonSocket(layout)),
     paths: {
@@ -144,6 +165,18 @@ function buildEnv(layout: Layout, home: string): CliEnv {
           new URL("./daemon/doctor.ts", import.meta.url),
         );
         return await runDoctor(layout, { home });
+      },
+      readConfig: async (file) => {
+        const config = await importLazily<typeof ConfigModule>(
+          new URL("./daemon/config.ts", import.meta.url),
+        );
+        const path = file ?? layout.configFile;
+        const exists = await Deno.stat(path).then(() => true, () => false);
+        return {
+          path,
+          exists,
+          settings: config.configFileForm(await config.loadConfig(path, home)),
+        };
       },
     },
   };

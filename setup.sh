@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what banger needs on a Debian/Ubuntu host: Deno (from npm), the host tools, and
 # a `banger` command on PATH that runs this checkout. With --dev, also what the tests use
-# (a local OCI registry, skopeo/umoci, busybox, DNS and compression tools).
+# (a local OCI registry, skopeo/umoci, busybox, DNS and compression tools, fish).
 # Safe to run again. Run as root (or with sudo).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -12,7 +12,7 @@ runtime=(
 # docker-registry listens on :5000 on every interface once installed: tests only.
 dev=(
   busybox-static lz4 zstd xz-utils kmod cpio docker-registry skopeo umoci socat procps dnsutils
-  xfsprogs iputils-ping
+  xfsprogs iputils-ping fish
 )
 case "${1:-}" in
   "") packages=("${runtime[@]}") ;;

@@ -12,7 +12,7 @@ import { parseSize } from "../daemon/api/size.ts";
 import { UsageError } from "./command_line.ts";
 import { callDaemon } from "./client/daemon_control.ts";
 import type { CliEnv } from "./env.ts";
-import { ProgressPrinter } from "./output.ts";
+import { problem, ProgressPrinter } from "./output.ts";
 
 /** Calls a daemon method, rendering its progress events on stderr. */
 export async function callWithProgress<Req, Res>(
@@ -21,7 +21,8 @@ export async function callWithProgress<Req, Res>(
   request: Req,
   options: { signal?: AbortSignal; quiet?: boolean } = {},
 ): Promise<Res> {
-  const printer = new ProgressPrinter((t) => env.err(t), env.stderrIsTty);
+  const printer = new ProgressPrinter((t) => env.err(t), env.stderrIsTty, env.style);
+  if (!options.quiet) printer.startTicking();
   let last = 0;
   try {
     return await callDaemon(env, def, request, {
@@ -49,8 +50,8 @@ export function printBulk(env: CliEnv, result: BulkResult, verb: string, json: b
       if (!json) env.out(`${verb} ${r.vm?.name ?? r.ref}\n`);
     } else {
       failed++;
-      env.err(`error: ${r.ref}: ${r.error?.message ?? "failed"} (${result.op_id})\n`);
-      if (r.error?.hint) env.err(`hint: ${r.error.hint}\n`);
+      problem(env, "error", `${r.ref}: ${r.error?.message ?? "failed"} (${result.op_id})`);
+      if (r.error?.hint) problem(env, "hint", r.error.hint);
     }
   }
   return failed ? 1 : 0;

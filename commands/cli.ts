@@ -14,6 +14,7 @@ import type * as VmApi from "../daemon/api/vm.ts";
 import type * as ImageApi from "../daemon/api/image.ts";
 import { daemonCommand } from "./daemon_cmd.ts";
 import { type CliEnv, CliError, ExitCode, FailedWith } from "./env.ts";
+import { problem } from "./output.ts";
 import { RpcError } from "./client/rpc_client.ts";
 
 const versionCommand: CommandDef<CliEnv> = {
@@ -76,11 +77,22 @@ export const ROOT: CommandDef<CliEnv> = {
     ),
     daemonCommand,
     lazy(
+      "config",
+      "Show or check banger's configuration file",
+      () => group("./config_cmd.ts", "configCommand"),
+    ),
+    lazy(
       "doctor",
       "Check that this host can run banger, with a fix for each problem",
       () => group("./doctor_cmd.ts", "doctorCommand"),
     ),
     versionCommand,
+    {
+      // `banger help vm run` is `banger vm run --help` (runCli rewrites it).
+      name: "help",
+      summary: "Show help for a command, e.g. banger help vm run",
+      args: [{ name: "command", optional: true, variadic: true }],
+    },
     lazy(
       "completion",
       "Print a shell completion script (bash, zsh or fish)",
@@ -115,6 +127,7 @@ function lazy(
 export async function runCli(argv: readonly string[], env: CliEnv): Promise<number> {
   const debug = argv.includes("--debug");
   if (argv[0] === "--version") argv = ["version"];
+  if (argv[0] === "help") argv = [...argv.slice(1).filter((w) => !w.startsWith("-")), "--help"];
   if (argv[0] === "__complete") {
     // Completion words may look like flags; never parse them as ours.
     const words = argv.slice(1);
@@ -164,18 +177,18 @@ function report(err: unknown, env: CliEnv, debug: boolean): number {
     return err.code;
   }
   if (err instanceof UsageError) {
-    env.err(`error: ${err.message}\n`);
+    problem(env, "error", err.message);
     env.err(`Run "${["banger", ...err.helpPath, "--help"].join(" ")}" for usage.\n`);
     return 2;
   }
   if (err instanceof RpcError) {
-    env.err(`error: ${err.message} (${err.opId})\n`);
-    if (err.hint) env.err(`hint: ${err.hint}\n`);
+    problem(env, "error", `${err.message} (${err.opId})`);
+    if (err.hint) problem(env, "hint", err.hint);
   } else if (err instanceof CliError) {
-    env.err(`error: ${err.message}\n`);
-    if (err.hint) env.err(`hint: ${err.hint}\n`);
+    problem(env, "error", err.message);
+    if (err.hint) problem(env, "hint", err.hint);
   } else {
-    env.err(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+    problem(env, "error", err instanceof Error ? err.message : String(err));
   }
   if (debug && err instanceof Error && err.stack) env.err(err.stack + "\n");
   return 1;

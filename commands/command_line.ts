@@ -51,6 +51,8 @@ export interface Invocation {
 /** A node of the command tree. */
 export interface CommandDef<Env = unknown> {
   name: string;
+  /** Other names that run it, as Docker and gh spell them (`rm` for `delete`, `ls`). */
+  aliases?: string[];
   /** One line for lists. */
   summary: string;
   /** Paragraph for `--help`. */
@@ -124,7 +126,7 @@ export function parseArgv<Env>(root: CommandDef<Env>, argv: readonly string[]): 
   while (i < argv.length && command.subcommands?.length) {
     const word = argv[i];
     if (word.startsWith("-")) break;
-    const next = command.subcommands.find((c) => c.name === word);
+    const next = command.subcommands.find((c) => c.name === word || c.aliases?.includes(word));
     if (!next) {
       const names = command.subcommands.filter((c) => !c.hidden).map((c) => c.name);
       const guess = didYouMean(word, names);
@@ -136,7 +138,7 @@ export function parseArgv<Env>(root: CommandDef<Env>, argv: readonly string[]): 
       );
     }
     command = next;
-    path.push(word);
+    path.push(next.name);
     i++;
   }
   const flagDefs = [...GLOBAL_FLAGS, ...(command.flags ?? [])];
@@ -279,11 +281,19 @@ export function renderHelp<Env>(command: CommandDef<Env>, path: string[]): strin
   usage.push(...argText);
   if ((command.flags ?? []).some((f) => !f.hidden)) usage.push("[flags]");
   if (command.rest !== undefined) usage.push(`[-- ${command.rest}]`);
-  out.push(`Usage: ${usage.join(" ")}`, "", command.description ?? command.summary);
+  out.push(`Usage: ${usage.join(" ")}`);
+  if (command.aliases?.length) {
+    const parent = ["banger", ...path.slice(0, -1)].join(" ");
+    out.push(`Aliases: ${command.aliases.map((a) => `${parent} ${a}`).join(", ")}`);
+  }
+  out.push("", command.description ?? command.summary);
   if (subs.length) {
     out.push("", "Commands:");
     const w = Math.max(...subs.map((c) => c.name.length));
-    for (const c of subs) out.push(`  ${c.name.padEnd(w)}  ${c.summary}`);
+    for (const c of subs) {
+      const also = c.aliases?.length ? ` (also: ${c.aliases.join(", ")})` : "";
+      out.push(`  ${c.name.padEnd(w)}  ${c.summary}${also}`);
+    }
   }
   const flags = [...(command.flags ?? []), ...GLOBAL_FLAGS].filter((f) => !f.hidden);
   const labels = flags.map((f) =>

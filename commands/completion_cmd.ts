@@ -30,8 +30,18 @@ _banger() {
 }
 compdef _banger banger
 `,
+  // Like bash's -o default and zsh's _files: where banger offers nothing (a PATH or FILE
+  // argument), the shell completes paths.
   fish: `# banger fish completion: banger completion fish | source
-complete -c banger -f -a '(banger __complete (commandline -opc)[2..-1] (commandline -ct) 2>/dev/null)'
+function __banger_complete
+    set -l candidates (banger __complete (commandline -opc)[2..-1] (commandline -ct) 2>/dev/null)
+    if test (count $candidates) -gt 0
+        printf '%s\\n' $candidates
+    else
+        __fish_complete_path (commandline -ct)
+    end
+end
+complete -c banger -f -a '(__banger_complete)'
 `,
 };
 
@@ -68,6 +78,11 @@ export async function complete(
   words: readonly string[],
   names: NameSource,
 ): Promise<string[]> {
+  // `banger help vm r…` completes like `banger vm r…`, commands only.
+  if (words[0] === "help" && words.length > 1) {
+    const commands = await complete(root, words.slice(1), () => Promise.resolve([]));
+    return commands.filter((c) => !c.startsWith("-"));
+  }
   const partial = words.length ? words[words.length - 1] : "";
   const before = words.slice(0, -1);
   let command = root;

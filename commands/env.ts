@@ -40,12 +40,35 @@ export class FailedWith extends Error {
   }
 }
 
+/** How a terminal shows the CLI's stderr: its width, and whether to colour. */
+export interface TerminalStyle {
+  /** Columns of the terminal; lines redrawn in place are cut to fit. */
+  columns?: number;
+  /** ANSI colour (a TTY without `NO_COLOR`). */
+  color?: boolean;
+}
+
 /** Operations that run inside the CLI process, provided by `main.ts`. */
 export interface LocalOps {
   /** Runs the daemon in this process until it is told to stop; returns the exit code. */
   runDaemon(): Promise<number>;
   /** Runs the host checks of `banger doctor`. */
   doctor(): Promise<DoctorReport>;
+  /**
+   * Reads and validates a config file (default: the one in use) as the daemon would,
+   * returning every setting with its defaults filled in, spelled as in the file.
+   *
+   * @throws {BangerError} naming the file, the key and what is allowed.
+   */
+  readConfig(file?: string): Promise<ConfigReport>;
+}
+
+/** What {@linkcode LocalOps.readConfig} found. */
+export interface ConfigReport {
+  path: string;
+  /** False when there is no file: every setting is a default. */
+  exists: boolean;
+  settings: Record<string, unknown>;
 }
 
 /** The CLI's world. */
@@ -58,6 +81,8 @@ export interface CliEnv {
   stdoutIsTty: boolean;
   /** Whether stderr is a terminal. */
   stderrIsTty: boolean;
+  /** How stderr's terminal shows output: width, colour (off with `NO_COLOR`). */
+  style: TerminalStyle;
   /** Whether stdin is a terminal: a question can be asked only then. */
   stdinIsTty: boolean;
   /** Reads one line of stdin without its newline; `null` at end of input. */

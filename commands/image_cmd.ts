@@ -107,6 +107,7 @@ export const imageCommand: CommandDef<CliEnv> = {
     },
     {
       name: "list",
+      aliases: ["ls"],
       summary: "List images (--available: what the catalog offers)",
       flags: [{ name: "available", kind: "bool", help: "List catalog images too" }, json],
       run: async (inv, env) => {
@@ -154,6 +155,7 @@ export const imageCommand: CommandDef<CliEnv> = {
     },
     {
       name: "delete",
+      aliases: ["rm"],
       summary: "Delete an image (refused while a VM uses it)",
       args: [{ name: "name", complete: "image" }],
       run: async (inv, env) => {
@@ -257,6 +259,7 @@ export const kernelCommand: CommandDef<CliEnv> = {
     },
     {
       name: "list",
+      aliases: ["ls"],
       summary: "List kernels (--available: what the catalog offers)",
       flags: [{ name: "available", kind: "bool", help: "List catalog kernels too" }, json],
       run: async (inv, env) => {
@@ -299,6 +302,7 @@ export const kernelCommand: CommandDef<CliEnv> = {
     },
     {
       name: "rm",
+      aliases: ["delete"],
       summary: "Remove a kernel (refused while an image uses it)",
       args: [{ name: "name", complete: "kernel" }],
       run: async (inv, env) => {

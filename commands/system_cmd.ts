@@ -9,8 +9,7 @@
 
 import { type CommandDef, Flags, UsageError } from "./command_line.ts";
 import { type CliEnv, CliError } from "./env.ts";
-import { renderFields } from "./output.ts";
-import { confirm } from "./confirm.ts";
+import { confirm, renderFields } from "./output.ts";
 
 /** What an install wrote. */
 export interface SystemInstallSummary {

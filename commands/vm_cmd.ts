@@ -34,10 +34,9 @@ import {
   UsageError,
 } from "./command_line.ts";
 import { callWithProgress, parseMemoryFlag, printBulk, printJson } from "./call.ts";
-import { ask, confirm } from "./confirm.ts";
 import { callDaemon } from "./client/daemon_control.ts";
 import { type CliEnv, EXIT_BANGER_FAILED, ExitCode, FailedWith } from "./env.ts";
-import { formatAge, renderFields, renderTable } from "./output.ts";
+import { ask, confirm, formatAge, renderFields, renderTable } from "./output.ts";
 import {
   createVm,
   envFlag,
@@ -210,6 +209,7 @@ const portCommand: CommandDef<CliEnv> = {
     },
     {
       name: "list",
+      aliases: ["ls"],
       summary: "A VM's published ports, host side and guest side",
       args: [{ name: "vm", complete: "vm" }],
       flags: [json],
@@ -322,6 +322,7 @@ export const vmCommand: CommandDef<CliEnv> = {
     },
     {
       name: "delete",
+      aliases: ["rm"],
       summary: "Delete VMs and their disks (irreversible); a running one after asking, or with -f",
       args: vmsArg,
       flags: [{ ...force, help: "Also delete running VMs, without asking" }, json],
@@ -367,6 +368,7 @@ export const vmCommand: CommandDef<CliEnv> = {
     },
     {
       name: "list",
+      aliases: ["ls"],
       summary: "List VMs",
       flags: [
         { name: "quiet", short: "q", kind: "bool", help: "Print names only, one per line" },

@@ -27,7 +27,7 @@ import {
 import { callWithProgress, printJson } from "./call.ts";
 import { callDaemon } from "./client/daemon_control.ts";
 import { type CliEnv, ExitCode } from "./env.ts";
-import { renderTable } from "./output.ts";
+import { problem, renderTable } from "./output.ts";
 import { envFlag, execIn, withGuestEnv } from "./guest/session.ts";
 
 const json: FlagDef = { name: "json", kind: "bool", help: "Print JSON" };
@@ -270,8 +270,8 @@ export const portsCommand: CommandDef<CliEnv> = {
     let failed = 0;
     for (const r of results.filter((r) => !r.ok)) {
       failed++;
-      env.err(`error: ${r.ref}: ${r.error?.message ?? "failed"}\n`);
-      if (r.error?.hint) env.err(`hint: ${r.error.hint}\n`);
+      problem(env, "error", `${r.ref}: ${r.error?.message ?? "failed"}`);
+      if (r.error?.hint) problem(env, "hint", r.error.hint);
     }
     return failed ? 1 : 0;
   },

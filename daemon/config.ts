@@ -241,6 +241,43 @@ export function parseConfig(text: string, path: string, home: string): Config {
   return config;
 }
 
+/**
+ * `config` as the file spells it: snake_case keys, every default filled in, sizes as byte
+ * counts, modes in octal — what `banger config show` prints. Parsing it gives `config`
+ * back. Pure.
+ */
+export function configFileForm(config: Config): Record<string, unknown> {
+  return {
+    log_level: config.logLevel,
+    vmm: config.vmm,
+    firecracker_bin: config.firecrackerBin,
+    jailer_bin: config.jailerBin,
+    qemu_bin: config.qemuBin,
+    default_image_name: config.defaultImageName,
+    ssh_key_path: config.sshKeyPath,
+    bridge_name: config.bridgeName,
+    bridge_ip: config.bridgeIp,
+    cidr: config.cidr,
+    tap_pool_size: config.tapPoolSize,
+    max_image_bytes: String(config.imageLimits.maxBytes),
+    max_image_entries: config.imageLimits.maxEntries,
+    dns_listen: `${config.dnsListen.host}:${config.dnsListen.port}`,
+    default_dns: config.defaultDns,
+    catalog_url: config.catalogUrl,
+    vm_defaults: {
+      vcpu: config.vmDefaults.vcpu,
+      memory_mib: config.vmDefaults.memoryMib,
+      disk_size: String(config.vmDefaults.diskBytes),
+      system_overlay_size: String(config.vmDefaults.overlayBytes),
+    },
+    file_sync: config.fileSync.map((f) => ({
+      host: f.host,
+      guest: f.guest,
+      mode: `0${f.mode.toString(8)}`,
+    })),
+  };
+}
+
 function fileSyncEntry(
   e: { host: string; guest: string; mode?: string },
   index: number,

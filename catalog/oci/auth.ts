@@ -1,13 +1,15 @@
 /**
  * Registry authentication: `WWW-Authenticate` challenges, the anonymous or
  * credentialed bearer-token flow (Docker token spec) with a per-scope token cache, Basic
- * credentials, and credentials read from Docker's `config.json`.
+ * credentials, and credentials from Docker's `config.json` and its credential helpers.
  *
  * @module
  */
 
 import { type FetchFn, fetchFollowingRedirects } from "../http.ts";
 import { OciError } from "../errors.ts";
+import { askCredentialHelper } from "./_credential_helper.ts";
+import { decodeBase64 } from "../../host/bytes.ts";
 
 /** A user name and password (or token) for one registry. */
 export interface Credentials {
@@ -59,16 +61,23 @@ export interface DockerCredentialsOptions {
    * "$HOME/.docker/config.json"}
    */
   configFile?: string;
+  /** `PATH` for credential helpers. @default {the process's own} */
+  helperPath?: string;
+  /** Stops a credential helper that is still running. */
+  signal?: AbortSignal;
 }
+
+/** The server URL Docker stores and asks helpers for, for Docker Hub. */
+const HUB_SERVER_URL = "https://index.docker.io/v1/";
 
 const HUB_ALIASES = ["docker.io", "index.docker.io", "registry-1.docker.io"];
 
 /**
  * Reads the Basic credentials for `registry` (`docker.io`, `ghcr.io`, `host:port`) from
- * Docker's `config.json`: `auths.<host>.auth` (base64 `user:password`) or
- * `auths.<host>.username`/`password`. Keys may be bare hosts or URLs
- * (`https://index.docker.io/v1/`). Credential helpers (`credsStore`, `credHelpers`) are
- * not consulted.
+ * Docker's `config.json` as Docker does: the registry's credential helper
+ * (`credHelpers.<host>`), else the default one (`credsStore`), else
+ * `auths.<host>.auth` (base64 `user:password`) or `auths.<host>.username`/`password`.
+ * Keys may be bare hosts or URLs (`https://index.docker.io/v1/`).
  *
  * @returns `undefined` when the file or an entry for the registry is missing.
  * @throws {OciError} when the file exists but cannot be read or parsed.
@@ -93,8 +102,20 @@ export async function loadDockerCredentials(
       cause: err,
     });
   }
-  const wanted = HUB_ALIASES.includes(registry) ? HUB_ALIASES : [registry];
-  const auths = authsOf(file, text);
+  const hub = HUB_ALIASES.includes(registry);
+  const wanted = hub ? HUB_ALIASES : [registry];
+  const config = configOf(file, text);
+  const helpers = isRecord(config.credHelpers) ? config.credHelpers : {};
+  const helper = wanted.map((host) => helpers[host]).find((h) => typeof h === "string") ??
+    config.credsStore;
+  if (typeof helper === "string" && helper !== "") {
+    const fromHelper = await askCredentialHelper(helper, hub ? HUB_SERVER_URL : registry, {
+      path: options.helperPath,
+      signal: options.signal,
+    });
+    if (fromHelper) return fromHelper;
+  }
+  const auths = isRecord(config.auths) ? config.auths : {};
   for (const [key, entry] of Object.entries(auths)) {
     if (!wanted.includes(hostOfAuthKey(key))) continue;
     const creds = credentialsOf(file, key, entry);
@@ -110,7 +131,7 @@ function defaultDockerConfigFile(): string | undefined {
   return home ? `${home}/.docker/config.json` : undefined;
 }
 
-function authsOf(file: string, text: string): Record<string, unknown> {
+function configOf(file: string, text: string): Record<string, unknown> {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -120,9 +141,7 @@ function authsOf(file: string, text: string): Record<string, unknown> {
       cause: err,
     });
   }
-  if (!isRecord(parsed)) return {};
-  const auths = parsed.auths;
-  return isRecord(auths) ? auths : {};
+  return isRecord(parsed) ? parsed : {};
 }
 
 function hostOfAuthKey(key: string): string {
@@ -135,7 +154,7 @@ function credentialsOf(file: string, key: string, entry: unknown): Credentials |
     let decoded: string;
     try {
       decoded = new TextDecoder("utf-8", { fatal: true }).decode(
-        Uint8Array.from(atob(entry.auth), (c) => c.charCodeAt(0)),
+        decodeBase64(entry.auth),
       );
     } catch (err) {
       throw new OciError(

@@ -10,6 +10,7 @@
 import { IMAGE_LIMITS } from "./limits.ts";
 import { printable, splitArchivePath } from "../archive/names.ts";
 import { LayerError } from "../errors.ts";
+import { encodeBase64 } from "../../host/bytes.ts";
 import type { TarEntry } from "../archive/tar.ts";
 
 /** What is recorded for one path of the flattened tree. */
@@ -26,7 +27,18 @@ export interface FileMeta {
   linkTarget?: string;
   /** Modification time, seconds since the epoch. */
   mtime: number;
+  /**
+   * Extended attributes the image keeps (see {@linkcode CARRIED_XATTR}), values in
+   * base64: file capabilities such as `cap_net_raw` on `ping` live here.
+   */
+  xattrs?: Record<string, string>;
 }
+
+/**
+ * The extended attributes carried from layers into the image: file capabilities and
+ * `user.*`. SELinux labels and `trusted.*` describe the build host, not the guest.
+ */
+export const CARRIED_XATTR = /^(security\.capability|user\..+)$/;
 
 /**
  * Guest path (`/`, `/etc/passwd`) → what the tar said about it. Directories created only
@@ -362,7 +374,13 @@ export class LayerApplier {
 }
 
 function meta(entry: TarEntry, type: FileMeta["type"]): FileMeta {
-  return { uid: entry.uid, gid: entry.gid, mode: entry.mode, type, mtime: entry.mtime };
+  const base = { uid: entry.uid, gid: entry.gid, mode: entry.mode, type, mtime: entry.mtime };
+  if (type !== "file" && type !== "dir") return base;
+  const xattrs: Record<string, string> = {};
+  for (const [name, value] of entry.xattrs) {
+    if (CARRIED_XATTR.test(name)) xattrs[name] = encodeBase64(value);
+  }
+  return Object.keys(xattrs).length ? { ...base, xattrs } : base;
 }
 
 // Metadata calls are synchronous on purpose: each takes microseconds, while an async op

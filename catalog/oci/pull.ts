@@ -136,7 +136,7 @@ async function pullInto(
 ): Promise<PullResult> {
   options.onProgress?.({ phase: "resolve", ref: name });
   const credentials = options.credentials ??
-    await loadDockerCredentials(ref.registry, { configFile: options.credentialsFile });
+    await loadDockerCredentials(ref.registry, { configFile: options.credentialsFile, signal });
   const client = new RegistryClient(ref, {
     insecure: options.insecure,
     credentials,

@@ -13,7 +13,7 @@ import { callWithProgress } from "../call.ts";
 import { type FlagDef, UsageError } from "../command_line.ts";
 import { callDaemon } from "../client/daemon_control.ts";
 import { type CliEnv, CliError, EXIT_INTERRUPTED, ExitCode } from "../env.ts";
-import { formatDuration } from "../output.ts";
+import { formatDuration, problem } from "../output.ts";
 
 /**
  * Runs `ssh` with our stdio and returns its exit code (the remote command's, or 255 when
@@ -80,7 +80,7 @@ export async function sshInto(
     ? Deno.stdin.isTerminal()
     : Deno.stdin.isTerminal() && Deno.stdout.isTerminal();
   const inv = await callDaemon(env, vmSsh, { ref, command, tty });
-  for (const w of inv.warnings) env.err(`warning: ${w}\n`);
+  for (const w of inv.warnings) problem(env, "warning", w);
   return await runSsh(trustedSshArgv(inv.argv, socketOwner(env), Deno.uid()));
 }
 
@@ -137,7 +137,7 @@ export async function execIn(
   const inv = o.autoPrepare
     ? await callWithProgress(env, vmExec, req)
     : await callDaemon(env, vmExec, req);
-  for (const w of inv.warnings) env.err(`warning: ${w}\n`);
+  for (const w of inv.warnings) problem(env, "warning", w);
   return await runSsh(trustedSshArgv(inv.argv, socketOwner(env), Deno.uid()));
 }
 

@@ -13,6 +13,7 @@ import type { ImageEntry } from "../../catalog/catalog_index.ts";
 import { buildGoldenImage, imageManifestSchema } from "../../catalog/golden_image.ts";
 import { firstBoot } from "../../catalog/guest/first_boot.ts";
 import { type GuestPiece, guestPieces } from "../../catalog/guest/inject.ts";
+import type { OwnershipMap } from "../../catalog/oci/layers.ts";
 import { pullImage } from "../../catalog/oci/pull.ts";
 import { writeJsonAtomic } from "../../host/os/atomic_file.ts";
 import { BangerError } from "../../host/errors.ts";
@@ -179,15 +180,15 @@ export async function buildFromOci(o: OciBuildOptions, ctx: OpContext): Promise<
 }
 
 /** Turns the pull's ownership map into the ext4 ownership pass entries. */
-export function ownershipEntries(
-  metadata: Map<string, { uid: number; gid: number; mode: number; type: string }>,
-): OwnershipEntry[] {
+export function ownershipEntries(metadata: OwnershipMap): OwnershipEntry[] {
   const out: OwnershipEntry[] = [];
   for (const [path, m] of metadata) {
     // A hardlink shares its target's inode, which has its own entry.
     if (m.type === "hardlink") continue;
     const kind = m.type === "dir" ? "dir" : m.type === "symlink" ? "symlink" : "file";
-    out.push({ path, kind, uid: m.uid, gid: m.gid, mode: m.mode & 0o7777 });
+    const entry: OwnershipEntry = { path, kind, uid: m.uid, gid: m.gid, mode: m.mode & 0o7777 };
+    const xattrs = Object.entries(m.xattrs ?? {}).map(([name, base64]) => ({ name, base64 }));
+    out.push(xattrs.length ? { ...entry, xattrs } : entry);
   }
   return out;
 }

@@ -384,17 +384,39 @@ export interface OwnershipEntry {
   gid: number;
   /** Permission bits including setuid/setgid/sticky (0–0o7777). */
   mode: number;
+  /** Extended attributes to set (file capabilities, `user.*`), values in base64. */
+  xattrs?: { name: string; base64: string }[];
 }
 
-/** Renders `sif` lines (mode with type bits, uid, gid) for each entry. Pure. */
-export function renderOwnershipScript(entries: readonly OwnershipEntry[]): string {
+/** An extended attribute name debugfs can set: a namespace and a plain name. */
+export const XATTR_NAME = /^(security|user|trusted)\.[A-Za-z0-9._@+-]{1,200}$/;
+
+/**
+ * Renders `sif` lines (mode with type bits, uid, gid) and `ea_set -f` lines for each
+ * entry; `valueFile(i, j)` names the host file holding entry `i`'s xattr `j`. Pure.
+ *
+ * @throws {Ext4Error} `invalid_argument` for a path, attribute or xattr name debugfs
+ *   cannot take.
+ */
+export function renderOwnershipScript(
+  entries: readonly OwnershipEntry[],
+  valueFile: (entry: number, xattr: number) => string = () => {
+    throw invalid("Cannot set extended attributes without files for their values");
+  },
+): string {
   const lines: string[] = [];
-  for (const e of entries) {
+  entries.forEach((e, i) => {
     const path = checkGuestPath(e.path);
     checkAttrs({ kind: "setAttrs", path, mode: e.mode, uid: e.uid, gid: e.gid });
     if (e.kind !== "symlink") lines.push(setModeLine(path, e.kind, e.mode));
     lines.push(setIdLine(path, "uid", e.uid), setIdLine(path, "gid", e.gid));
-  }
+    (e.xattrs ?? []).forEach((x, j) => {
+      if (!XATTR_NAME.test(x.name)) {
+        throw invalid(`Cannot set extended attribute "${x.name}" on "${path}": not a name`);
+      }
+      lines.push(debugfsLine("ea_set", "-f", valueFile(i, j), path, x.name));
+    });
+  });
   return lines.map((l) => l + "\n").join("");
 }
 

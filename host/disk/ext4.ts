@@ -30,6 +30,7 @@ import {
 } from "./_debugfs.ts";
 import { run } from "../os/exec.ts";
 import { type E2fsAccess, e2fsAccess } from "./_confined.ts";
+import { decodeBase64 } from "../bytes.ts";
 import { because } from "../os/libc.ts";
 
 export {
@@ -42,6 +43,7 @@ export {
   quoteDebugfsArg,
   renderOwnershipScript,
   renderWriteScript,
+  XATTR_NAME,
 } from "./_debugfs.ts";
 
 /** `mkfs.ext4 -E` options: root-owned root dir, lazy init (saves ~0.5 s on 8 GiB). */
@@ -171,7 +173,7 @@ async function stageSources(
     } else {
       const bytes = op.text !== undefined
         ? new TextEncoder().encode(op.text)
-        : Uint8Array.from(atob(op.base64 ?? ""), (c) => c.charCodeAt(0));
+        : decodeBase64(op.base64 ?? "");
       await Deno.writeFile(path, bytes, { mode: 0o600 });
     }
     await access.hand(path);
@@ -236,13 +238,24 @@ export async function applyExt4Ownership(
   entries: readonly OwnershipEntry[],
 ): Promise<void> {
   if (entries.length === 0) return;
-  const { problems } = await debugfs(
-    image,
-    ["-w", "-f", "-"],
-    renderOwnershipScript(entries),
-    "set owners",
-  );
-  if (problems.length) throw failed("set owners", image, problems);
+  // ea_set reads a value from a file: xattr values are binary.
+  const tmp = await Deno.makeTempDir({ prefix: "banger-xattr-" });
+  try {
+    checkEncodable(tmp, "temporary directory");
+    const files = new Map<string, string>();
+    for (const [i, e] of entries.entries()) {
+      for (const [j, x] of (e.xattrs ?? []).entries()) {
+        const file = `${tmp}/${i}.${j}`;
+        await Deno.writeFile(file, decodeBase64(x.base64), { mode: 0o600 });
+        files.set(`${i}.${j}`, file);
+      }
+    }
+    const script = renderOwnershipScript(entries, (i, j) => files.get(`${i}.${j}`) ?? "");
+    const { problems } = await debugfs(image, ["-w", "-f", "-"], script, "set owners");
+    if (problems.length) throw failed("set owners", image, problems);
+  } finally {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
 }
 
 /**

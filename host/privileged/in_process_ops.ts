@@ -9,6 +9,7 @@
 import { probeHostFacts, vmmUser } from "./_host_probe.ts";
 import { processExists } from "./_signal.ts";
 import { signalVmmProcess } from "./_vmm_signal.ts";
+import { encodeBase64 } from "../bytes.ts";
 import { ensureBridge, parseInterfaceAddress } from "../net/bridge.ts";
 import {
   applyExt4Ownership,
@@ -413,11 +414,7 @@ export class InProcessOps implements PrivilegedOps {
   async readExt4File(raw: OpArgs<"readExt4File">): Promise<string> {
     const { image, path, encoding } = this.#args("readExt4File", raw);
     const bytes = await readExt4File(await this.#file(image, "disk image"), path);
-    if (encoding === "base64") {
-      let binary = "";
-      for (const b of bytes) binary += String.fromCharCode(b);
-      return btoa(binary);
-    }
+    if (encoding === "base64") return encodeBase64(bytes);
     return new TextDecoder().decode(bytes);
   }
 

@@ -16,7 +16,7 @@
 import { parseInterfaceAddress } from "../net/bridge.ts";
 import { isBridgeName } from "../net/bridge.ts";
 import { BangerError } from "../errors.ts";
-import type { Ext4Check, Ext4Op, OwnershipEntry } from "../disk/ext4.ts";
+import { type Ext4Check, type Ext4Op, type OwnershipEntry, XATTR_NAME } from "../disk/ext4.ts";
 import { parseCidr, parseIpv4 } from "../net/ipv4.ts";
 import type { KvmFacts } from "../vmm/kvm.ts";
 import type { AttachedLoop } from "../disk/loop.ts";
@@ -182,6 +182,14 @@ export const PRIVILEGED_OP_ARGS = {
         uid: uint32,
         gid: uint32,
         mode: s.number({ int: true, min: 0, max: 0o7777 }),
+        xattrs: s.optional(s.array(
+          s.object({
+            name: s.string({ pattern: XATTR_NAME, expected: "an extended attribute name" }),
+            // Linux caps one value at 64 KiB.
+            base64: s.string({ max: 87_384 }),
+          }),
+          { max: 64 },
+        )),
       }),
       { max: 1_000_000 },
     ),

@@ -8,8 +8,10 @@ import {
 import { type CommandDef, parseArgv, renderHelp, UsageError } from "../../commands/command_line.ts";
 import { runCli } from "../../commands/cli.ts";
 import { type CliEnv, CliError, ExitCode } from "../../commands/env.ts";
-import { confirm } from "../../commands/confirm.ts";
+import { confirm } from "../../commands/output.ts";
 import { withGuestEnv } from "../../commands/guest/session.ts";
+import { gatedTest, programs } from "../fixtures/requires.ts";
+import { taskFlags } from "../fixtures/banger_cli.ts";
 import { RpcClient } from "../../commands/client/rpc_client.ts";
 import { complete } from "../../commands/completion_cmd.ts";
 
@@ -120,6 +122,7 @@ function fakeEnv(): CliEnv & { stdout: string[]; stderr: string[] } {
     stdoutIsTty: false,
     stderrIsTty: false,
     stdinIsTty: false,
+    style: {},
     readLine: () => Promise.resolve(null),
     client: new RpcClient("/nonexistent/banger.sock"),
     paths: {
@@ -131,7 +134,7 @@ function fakeEnv(): CliEnv & { stdout: string[]; stderr: string[] } {
     },
     daemonCommand: () => ({ program: "false", args: [] }),
     ensureRuntimeDir: never,
-    local: { runDaemon: never, doctor: never },
+    local: { runDaemon: never, doctor: never, readConfig: never },
   };
 }
 
@@ -204,4 +207,79 @@ Deno.test("withGuestEnv() sets -e variables through the guest's env, one argv wo
   for (const bad of ["CI", "1A=x", "A-B=x", "=x"]) {
     assertThrows(() => withGuestEnv(["true"], [bad], ["vm", "run"]), UsageError, "KEY=VALUE");
   }
+});
+
+gatedTest(
+  "fish completion completes commands, `banger help` words, and paths where banger offers none (fish)",
+  [programs("fish")],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "bg-fish-" });
+    try {
+      await Deno.mkdir(`${dir}/bin`);
+      await Deno.mkdir(`${dir}/repo/src`, { recursive: true });
+      await Deno.writeTextFile(`${dir}/repo/a.txt`, "");
+      const main = new URL("../../main.ts", import.meta.url).pathname;
+      await Deno.writeTextFile(
+        `${dir}/bin/banger`,
+        `#!/bin/sh\nexec ${Deno.execPath()} run ${taskFlags().join(" ")} ${main} "$@"\n`,
+      );
+      await Deno.chmod(`${dir}/bin/banger`, 0o755);
+      const script = [
+        "banger completion fish | source",
+        `complete -C "banger vm run ${dir}/repo/"`,
+        "echo ---",
+        'complete -C "banger vm r"',
+        "echo ---",
+        'complete -C "banger help im"',
+      ].join("; ");
+      const out = await new Deno.Command("fish", {
+        args: ["--no-config", "-c", script],
+        env: { PATH: `${dir}/bin:${Deno.env.get("PATH")}`, BANGER_HOME: `${dir}/home` },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout);
+      const [paths, vm, help] = text.split("---\n").map((part) => part.trim().split("\n"));
+      assertEquals(paths, [`${dir}/repo/a.txt`, `${dir}/repo/src/`], text);
+      assertEquals(vm.map((l) => l.split("\t")[0]), ["restart", "run"]);
+      assertEquals(help.map((l) => l.split("\t")[0]), ["image"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+Deno.test("an alias runs its command under the canonical path, and help names it", () => {
+  const aliased: CommandDef = {
+    name: "banger",
+    summary: "root",
+    subcommands: [{
+      name: "vm",
+      summary: "VMs",
+      subcommands: [{
+        name: "delete",
+        aliases: ["rm"],
+        summary: "delete",
+        args: [{ name: "vm" }],
+        run: () => Promise.resolve(0),
+      }],
+    }],
+  };
+  const { invocation, command } = parseArgv(aliased, ["vm", "rm", "dev"]);
+  assertEquals([invocation.path, invocation.args, command.name], [
+    ["vm", "delete"],
+    ["dev"],
+    "delete",
+  ]);
+  assertStringIncludes(renderHelp(command, invocation.path), "Aliases: banger vm rm\n");
+  const group = aliased.subcommands?.[0];
+  assert(group);
+  assertStringIncludes(renderHelp(group, ["vm"]), "delete  delete (also: rm)");
+});
+
+Deno.test("runCli() reads `banger help CMD` as `banger CMD --help`", async () => {
+  const env = fakeEnv();
+  assertEquals(await runCli(["help", "version"], env), 0);
+  assertStringIncludes(env.stdout.join(""), "Usage: banger version [flags]");
 });

@@ -1,5 +1,5 @@
 import { assertEquals, assertRejects } from "../../fixtures/assert.ts";
-import { programs } from "../../fixtures/requires.ts";
+import { programs, root } from "../../fixtures/requires.ts";
 import { gatedTest } from "../../fixtures/requires.ts";
 import { tarBytes } from "../../fixtures/tar_writer.ts";
 import { TarError } from "../../../catalog/errors.ts";
@@ -58,7 +58,7 @@ Deno.test("readTar() reads ustar entries with owners, setuid modes and links", a
   assertEquals(entries[2].text, "hello");
 });
 
-Deno.test("readTar() applies pax records and GNU long names, ignoring xattrs", async () => {
+Deno.test("readTar() applies pax records and GNU long names", async () => {
   const long = `${"d".repeat(120)}/${"f".repeat(120)}`;
   const entries = await readAll(tarBytes([
     { path: "short", content: "a", pax: { path: long, uid: "70000", "SCHILY.xattr.user.x": "v" } },
@@ -75,6 +75,34 @@ Deno.test("readTar() applies pax records and GNU long names, ignoring xattrs", a
     ["after", 0, "d"],
   ]);
   assertEquals(entries[3].linkName, `/${"t".repeat(200)}`);
+  assertEquals([...entries[0].xattrs], [["user.x", new TextEncoder().encode("v")]]);
+  assertEquals(entries[1].xattrs.size, 0, "xattrs belong to the entry after their header");
+});
+
+Deno.test("readTar() keeps xattr values as bytes: SCHILY raw, LIBARCHIVE base64", async () => {
+  // A file capability (VFS_CAP_REVISION_2, cap_net_raw) and a value that is not UTF-8.
+  const capability = new Uint8Array([1, 0, 0, 2, 0, 0x20, 0, 0, ...new Array(12).fill(0)]);
+  const binary = new Uint8Array([0xff, 0x00, 0x0a, 0x3d, 0x80]);
+  const [ping, other] = await readAll(tarBytes([
+    {
+      path: "bin/ping",
+      content: "",
+      pax: { "SCHILY.xattr.security.capability": capability, "SCHILY.xattr.user.b": binary },
+    },
+    {
+      path: "other",
+      content: "",
+      pax: { "LIBARCHIVE.xattr.user.with%20space": btoa(String.fromCharCode(...binary)) },
+    },
+  ]));
+  assertEquals(ping.xattrs.get("security.capability"), capability);
+  assertEquals(ping.xattrs.get("user.b"), binary);
+  assertEquals([...other.xattrs], [["user.with space", binary]]);
+  await assertRejects(
+    () => readAll(tarBytes([{ path: "x", pax: { "LIBARCHIVE.xattr.user.y": "!!not base64" } }])),
+    TarError,
+    'extended attribute "user.y" is not URL-encoded with a base64 value',
+  );
 });
 
 Deno.test("readTar() accepts an archive that ends right after the last entry's data, as umoci writes", async () => {
@@ -123,6 +151,38 @@ Deno.test("readTar() refuses corrupt, truncated and unsupported archives", async
     await assertRejects(() => readAll(bytes), TarError, "not valid UTF-8");
   });
 });
+
+gatedTest(
+  "readTar() reads the file capability GNU tar --xattrs stores for a setcap'd file (root)",
+  [root(), programs("tar", "setcap", "getcap")],
+  async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.mkdir(`${dir}/src/bin`, { recursive: true });
+      await Deno.writeTextFile(`${dir}/src/bin/ping`, "#!/bin/sh\n");
+      await run("setcap", ["cap_net_raw+ep", `${dir}/src/bin/ping`]);
+      await run("tar", [
+        "--xattrs",
+        "--xattrs-include=*",
+        "-C",
+        `${dir}/src`,
+        "-cf",
+        `${dir}/l.tar`,
+        "bin",
+      ]);
+      const ping = (await readAll(await Deno.readFile(`${dir}/l.tar`))).find((e) =>
+        e.path === "bin/ping"
+      );
+      // VFS_CAP_REVISION_2, effective, permitted = 1 << CAP_NET_RAW (13): bytes 4..7.
+      assertEquals(
+        ping?.xattrs.get("security.capability")?.subarray(0, 8),
+        new Uint8Array([1, 0, 0, 2, 0, 0x20, 0, 0]),
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
 
 gatedTest(
   "readTar() reads archives made by GNU tar in gnu and pax formats",

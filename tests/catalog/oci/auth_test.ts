@@ -48,7 +48,6 @@ Deno.test("loadDockerCredentials() finds auths entries by host, URL key and Dock
       "http://127.0.0.1:5000/v2/": { username: "local", password: "pw2" },
       "quay.io": {},
     },
-    credsStore: "desktop",
   }, async (configFile) => {
     assertEquals(await loadDockerCredentials("ghcr.io", { configFile }), {
       username: "gh",
@@ -154,5 +153,86 @@ Deno.test("RegistryAuth.answer() refuses challenges it cannot meet, with permiss
       OciError,
       "refused",
     );
+  });
+});
+
+/** Fake `docker-credential-*` helpers in a directory used as their PATH. */
+async function withHelpers(fn: (path: string, asked: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "banger-credhelper-" });
+  try {
+    const asked = `${dir}/asked`;
+    const helper = (name: string, body: string) =>
+      Deno.writeTextFile(`${dir}/docker-credential-${name}`, `#!/bin/sh\n${body}\n`, {
+        mode: 0o755,
+      });
+    await helper(
+      "fake",
+      `[ "$1" = get ] || exit 2
+read -r url; echo "$url" >> ${asked}
+case "$url" in
+  ghcr.io) echo '{"ServerURL":"ghcr.io","Username":"gh","Secret":"from-helper"}' ;;
+  https://index.docker.io/v1/) echo '{"ServerURL":"x","Username":"hub","Secret":"hub-secret"}' ;;
+  *) echo "credentials not found in native keychain"; exit 1 ;;
+esac`,
+    );
+    await helper("broken", 'echo "error: gpg: decryption failed"; exit 1');
+    await helper("garbled", "echo 'not json'");
+    await helper("identity", `echo '{"ServerURL":"ghcr.io","Username":"<token>","Secret":"r"}'`);
+    await fn(`${dir}:/usr/bin:/bin`, asked);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("loadDockerCredentials() asks credHelpers, then credsStore, then auths, as Docker does", async () => {
+  await withHelpers(async (helperPath, asked) => {
+    await withConfig({
+      credsStore: "fake",
+      credHelpers: { "quay.io": "identity" },
+      auths: { "example.com": { auth: btoa("file:pw") } },
+    }, async (configFile) => {
+      const load = (registry: string) =>
+        loadDockerCredentials(registry, { configFile, helperPath });
+      assertEquals(await load("ghcr.io"), { username: "gh", password: "from-helper" });
+      assertEquals(await load("docker.io"), { username: "hub", password: "hub-secret" });
+      // Not in the helper: the auths entry, as Docker's file store would give it.
+      assertEquals(await load("example.com"), { username: "file", password: "pw" });
+      assertEquals(await load("nothing.example"), undefined);
+      // An identity token (OAuth refresh token) is not a password: anonymous.
+      assertEquals(await load("quay.io"), undefined);
+      assertEquals((await Deno.readTextFile(asked)).trim().split("\n"), [
+        "ghcr.io",
+        "https://index.docker.io/v1/",
+        "example.com",
+        "nothing.example",
+      ]);
+    });
+  });
+});
+
+Deno.test("loadDockerCredentials() says which helper failed and how", async (t) => {
+  await withHelpers(async (helperPath) => {
+    const cases: [string, string, string][] = [
+      ["broken", "from docker-credential-broken: error: gpg: decryption failed", "unavailable"],
+      [
+        "garbled",
+        "docker-credential-garbled answered for ghcr.io: it is not JSON",
+        "invalid_argument",
+      ],
+      ["missing", "docker-credential-missing is not on PATH", "failed_precondition"],
+      ["../evil", 'helper "../evil": not a helper name', "invalid_argument"],
+    ];
+    for (const [helper, message, code] of cases) {
+      await t.step(helper, async () => {
+        await withConfig({ credHelpers: { "ghcr.io": helper } }, async (configFile) => {
+          const err = await assertRejects(
+            () => loadDockerCredentials("ghcr.io", { configFile, helperPath }),
+            OciError,
+            message,
+          );
+          assertEquals(err.code, code);
+        });
+      });
+    }
   });
 });

@@ -285,3 +285,31 @@ Deno.test("LayerApplier stops an image that expands past its byte or entry limit
   );
   assertEquals(err.hint?.includes("max_image_entries"), true);
 });
+
+Deno.test("LayerApplier records file capabilities and user.* xattrs, and the upper layer's win", async () => {
+  await using s = await sandbox();
+  const cap = new Uint8Array([1, 0, 0, 2, 0, 0x20, 0, 0, ...new Array(12).fill(0)]);
+  const applier = await apply(
+    s.root,
+    [
+      {
+        path: "bin/ping",
+        content: "x",
+        pax: {
+          "SCHILY.xattr.security.capability": cap,
+          "SCHILY.xattr.security.selinux": "label",
+          "SCHILY.xattr.trusted.t": "t",
+        },
+      },
+      { path: "bin/tool", content: "x", pax: { "SCHILY.xattr.user.a": "1" } },
+      { path: "bin/alias", type: "symlink", linkName: "ping", pax: { "SCHILY.xattr.user.a": "1" } },
+    ],
+    // A rewritten file carries only what its new entry says.
+    [{ path: "bin/tool", content: "y" }],
+  );
+  assertEquals(applier.metadata.get("/bin/ping")?.xattrs, {
+    "security.capability": btoa(String.fromCharCode(...cap)),
+  });
+  assertEquals(applier.metadata.get("/bin/tool")?.xattrs, undefined);
+  assertEquals(applier.metadata.get("/bin/alias")?.xattrs, undefined, "no xattrs on symlinks");
+});

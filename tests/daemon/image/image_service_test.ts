@@ -300,6 +300,27 @@ gatedTest(
         { path: "etc/motd", content: "hello\n" },
         { path: "usr/bin/", type: "dir" },
         { path: "usr/bin/sudo", content: "#!/bin/sh\n", mode: 0o4755 },
+        // `setcap cap_net_raw+ep`, as Debian's ping ships; the build host's label is not carried.
+        {
+          path: "usr/bin/ping",
+          content: "#!/bin/sh\n",
+          mode: 0o755,
+          pax: {
+            "SCHILY.xattr.security.capability": new Uint8Array([
+              1,
+              0,
+              0,
+              2,
+              0,
+              0x20,
+              0,
+              0,
+              ...new Array(12).fill(0),
+            ]),
+            "SCHILY.xattr.security.selinux": "system_u:object_r:bin_t:s0",
+            "SCHILY.xattr.user.origin": "layer",
+          },
+        },
         { path: "home/u/", type: "dir", uid: 1000, gid: 1000, mode: 0o700 },
         { path: "home/u/notes", content: "n", uid: 1000, gid: 1000, mode: 0o600 },
         { path: "tmp/gone", content: "x" },
@@ -334,6 +355,13 @@ gatedTest(
         return new TextDecoder().decode(out.stdout);
       };
       assertStringIncludes(await stat("/usr/bin/sudo"), "Mode:  04755");
+      const xattrs = await stat("/usr/bin/ping");
+      assertStringIncludes(
+        xattrs,
+        "security.capability (20) = 01 00 00 02 00 20 00 00 00 00 00 00 00 00 00 00 00 00 00 00",
+      );
+      assertStringIncludes(xattrs, 'user.origin (5) = "layer"');
+      assert(!xattrs.includes("selinux"), xattrs);
       assertStringIncludes(await stat("/home/u/notes"), "User:  1000   Group:  1000");
       const gone = await new Deno.Command("debugfs", {
         args: ["-R", "stat /tmp/gone", rootfs],

@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertRejects, assertThrows } from "../../fixtures/assert.ts";
 import { gatedTest, programs, root } from "../../fixtures/requires.ts";
+import { run } from "../../../host/os/exec.ts";
 import {
   ancestorsOf,
   checkGuestPath,
@@ -181,6 +182,24 @@ Deno.test("renderWriteScript() escapes quotes so a name cannot inject a command"
     ["/s"],
   );
   assertEquals(script.split("\n")[0], 'write "/s" "/x"" ; rm ""etc"');
+});
+
+Deno.test("renderOwnershipScript() sets each xattr from its value file, refusing odd names", () => {
+  const entry = { path: "/bin/ping", kind: "file" as const, uid: 0, gid: 0, mode: 0o755 };
+  const xattrs = [{ name: "security.capability", base64: "AQAAAg==" }];
+  assertEquals(
+    renderOwnershipScript([{ ...entry, xattrs }], (i, j) => `/tmp/x/${i}.${j}`).split("\n")[3],
+    'ea_set "-f" "/tmp/x/0.0" "/bin/ping" "security.capability"',
+  );
+  for (
+    const name of ["capability", "security.", "user.a b", 'user."q"', "system.posix_acl_access"]
+  ) {
+    assertThrows(
+      () => renderOwnershipScript([{ ...entry, xattrs: [{ name, base64: "" }] }], () => "/f"),
+      Ext4Error,
+      "not a name",
+    );
+  }
 });
 
 Deno.test("renderOwnershipScript() ORs the type bits and keeps setuid", () => {
@@ -405,8 +424,17 @@ gatedTest(
       await Deno.symlink("usr/bin", `${dir}/tree/bin`);
       const image = `${dir}/rootfs.ext4`;
       await createExt4({ path: image, sizeBytes: 32 * 1024 * 1024, fromDir: `${dir}/tree` });
+      // A value with every awkward byte: NUL, newline, quote, 0xff.
+      const value = new Uint8Array([1, 0, 0, 2, 0x0a, 0x22, 0xff, 0x00]);
       await applyExt4Ownership(image, [
-        { path: "/usr/bin/su", kind: "file", uid: 0, gid: 42, mode: 0o4755 },
+        {
+          path: "/usr/bin/su",
+          kind: "file",
+          uid: 0,
+          gid: 42,
+          mode: 0o4755,
+          xattrs: [{ name: "user.raw", base64: btoa(String.fromCharCode(...value)) }],
+        },
         { path: "/usr", kind: "dir", uid: 7, gid: 7, mode: 0o755 },
         { path: "/bin", kind: "symlink", uid: 9, gid: 9, mode: 0o777 },
       ]);
@@ -416,6 +444,8 @@ gatedTest(
         uid: 0,
         gid: 42,
       });
+      await run("debugfs", ["-R", `ea_get -f ${dir}/value /usr/bin/su user.raw`, image]);
+      assertEquals(await Deno.readFile(`${dir}/value`), value, "the xattr value byte for byte");
       assertEquals((await listing(image, "/")).get("usr")?.uid, 7);
       assertEquals((await listing(image, "/")).get("bin"), {
         name: "bin",
