@@ -14,52 +14,10 @@ import {
 } from "../../../host/net/http_unix.ts";
 import { BangerError } from "../../../host/errors.ts";
 import { assertEquals, assertRejects } from "../../fixtures/assert.ts";
+import { rawUnixServer } from "../../fixtures/raw_unix_server.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-/**
- * A unix listener that reads one request head per connection and then writes `reply`'s
- * pieces in order; it closes the connection only when `close` is set.
- */
-async function rawServer(reply: Uint8Array[], close: boolean) {
-  const dir = await Deno.makeTempDir({ prefix: "bgt-http-" });
-  const path = `${dir}/s.sock`;
-  const listener = Deno.listen({ transport: "unix", path });
-  const open: Deno.Conn[] = [];
-  const requests: string[] = [];
-  const served = (async () => {
-    for await (const conn of listener) {
-      open.push(conn);
-      let text = "";
-      const buf = new Uint8Array(4096);
-      while (!text.includes("\r\n\r\n")) {
-        const n = await conn.read(buf).catch(() => null);
-        if (n === null) break;
-        text += dec.decode(buf.subarray(0, n));
-      }
-      requests.push(text);
-      for (const piece of reply) await conn.write(piece).catch(() => 0);
-      if (close) conn.close();
-    }
-  })();
-  return {
-    path,
-    requests,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      for (const c of open) {
-        try {
-          c.close();
-        } catch {
-          // closed already
-        }
-      }
-      await served.catch(() => {});
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
 
 async function text(path: string, method = "GET") {
   const res = await requestUnix(path, { method, path: "/x" });
@@ -67,30 +25,32 @@ async function text(path: string, method = "GET") {
 }
 
 Deno.test("requestUnix() reads a Content-Length body and not a byte past it", async () => {
-  await using srv = await rawServer([
+  await using srv = await rawUnixServer([
     enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA"),
-  ], true);
+  ], { close: true });
   assertEquals(await text(srv.path), { status: 200, body: "hello" });
 });
 
 Deno.test("requestUnix() gives a 204 no body whatever follows it, as Firecracker's keep-alive answers need", async () => {
-  await using srv = await rawServer([enc.encode("HTTP/1.1 204 No Content\r\n\r\nnext")], true);
+  await using srv = await rawUnixServer([enc.encode("HTTP/1.1 204 No Content\r\n\r\nnext")], {
+    close: true,
+  });
   assertEquals(await text(srv.path), { status: 204, body: "" });
 });
 
 Deno.test("requestUnix() decodes a chunked body split across writes", async () => {
-  await using srv = await rawServer([
+  await using srv = await rawUnixServer([
     enc.encode("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nab"),
     enc.encode("c\r\n4;ext=1\r\ndefg\r\n0\r\n\r\n"),
-  ], false);
+  ], { close: false });
   assertEquals(await text(srv.path), { status: 200, body: "abcdefg" });
 });
 
 Deno.test("requestUnix() reads a body with no length until the server closes", async () => {
-  await using srv = await rawServer([
+  await using srv = await rawUnixServer([
     enc.encode("HTTP/1.0 200 OK\r\n\r\nall of "),
     enc.encode("it"),
-  ], true);
+  ], { close: true });
   assertEquals(await text(srv.path), { status: 200, body: "all of it" });
 });
 
@@ -99,7 +59,7 @@ Deno.test("requestUnix() reads an 8 MiB body written in 1 KiB pieces byte for by
   for (let i = 0; i < body.length; i++) body[i] = (i * 31 + (i >> 10)) & 0xff;
   const pieces = [enc.encode(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n`)];
   for (let at = 0; at < body.length; at += 1024) pieces.push(body.subarray(at, at + 1024));
-  await using srv = await rawServer(pieces, false);
+  await using srv = await rawUnixServer(pieces, { close: false });
   const res = await requestUnix(srv.path, { method: "GET", path: "/big" });
   let at = 0;
   let mismatches = 0;
@@ -111,18 +71,16 @@ Deno.test("requestUnix() reads an 8 MiB body written in 1 KiB pieces byte for by
 });
 
 Deno.test("requestUnix() refuses a Content-Length that is not a number", async () => {
-  await using srv = await rawServer(
-    [enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n")],
-    false,
-  );
+  await using srv = await rawUnixServer(["HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\n"], {
+    close: false,
+  });
   await assertRejects(() => text(srv.path), Error, 'Bad Content-Length "5x"');
 });
 
 Deno.test("requestUnix() sends the body whole with its length, and no body on HEAD's answer", async () => {
-  await using srv = await rawServer(
-    [enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n")],
-    false,
-  );
+  await using srv = await rawUnixServer(["HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"], {
+    close: false,
+  });
   const res = await requestUnix(srv.path, { method: "HEAD", path: "/h" });
   assertEquals(await readAllText(res.body), "");
   assertEquals(srv.requests, ["HEAD /h HTTP/1.1\r\nHost: localhost\r\n\r\n"]);
@@ -164,9 +122,9 @@ Deno.test("requestUnix() says which socket nobody listens on", async () => {
 });
 
 Deno.test("requestUnix() stops a body mid-stream when its signal aborts", async () => {
-  await using srv = await rawServer([
-    enc.encode("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst"),
-  ], false);
+  await using srv = await rawUnixServer(["HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst"], {
+    close: false,
+  });
   const controller = new AbortController();
   const res = await requestUnix(srv.path, { method: "GET", path: "/" }, controller.signal);
   const seen: string[] = [];

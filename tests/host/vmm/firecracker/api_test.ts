@@ -10,57 +10,10 @@ import {
 } from "../../../../host/vmm/firecracker/api.ts";
 import { assertEquals, assertRejects, assertStringIncludes } from "../../../fixtures/assert.ts";
 import { startFake } from "../../../fixtures/fake_firecracker/spawn.ts";
+import { rawUnixServer } from "../../../fixtures/raw_unix_server.ts";
 import { BangerError } from "../../../../host/errors.ts";
 
 const dec = new TextDecoder();
-
-/**
- * A unix listener that records each request's raw bytes and answers with `reply`
- * (or never answers when `reply` is undefined).
- */
-async function rawServer(reply: string | undefined) {
-  const dir = await Deno.makeTempDir({ prefix: "bgt-fcapi-" });
-  const path = `${dir}/fc.sock`;
-  const listener = Deno.listen({ transport: "unix", path });
-  const requests: string[] = [];
-  const open: Deno.Conn[] = [];
-  const served = (async () => {
-    for await (const conn of listener) {
-      open.push(conn);
-      let text = "";
-      const buf = new Uint8Array(4096);
-      for (;;) {
-        const head = text.indexOf("\r\n\r\n");
-        const m = /content-length: (\d+)/i.exec(text);
-        if (head >= 0 && text.length >= head + 4 + (m ? Number(m[1]) : 0)) break;
-        const n = await conn.read(buf).catch(() => null);
-        if (n === null) break;
-        text += dec.decode(buf.subarray(0, n));
-      }
-      requests.push(text);
-      if (reply !== undefined) {
-        await conn.write(new TextEncoder().encode(reply));
-        conn.close();
-      }
-    }
-  })();
-  return {
-    path,
-    requests,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      for (const c of open) {
-        try {
-          c.close();
-        } catch {
-          // answered and closed already
-        }
-      }
-      await served.catch(() => {});
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
 
 Deno.test("encodeRequest() sends the whole JSON body with Content-Length and no Transfer-Encoding", () => {
   const bytes = encodeRequest("PUT", "/actions", { action_type: "InstanceStart" });
@@ -88,7 +41,9 @@ Deno.test("encodeRequest() rejects a path that could inject a header", () => {
 });
 
 Deno.test("FirecrackerClient sends bodies whole, never chunked (seen by a raw listener)", async () => {
-  await using srv = await rawServer("HTTP/1.1 204 No Content\r\nServer: Firecracker API\r\n\r\n");
+  await using srv = await rawUnixServer([
+    "HTTP/1.1 204 No Content\r\nServer: Firecracker API\r\n\r\n",
+  ]);
   const fc = new FirecrackerClient(srv.path);
   const drive = {
     drive_id: "rootfs",
@@ -110,9 +65,9 @@ Deno.test("FirecrackerClient surfaces a 400's fault_message on FirecrackerError"
   const body = JSON.stringify({
     fault_message: "Drive config error: A root block device already exists!",
   });
-  await using srv = await rawServer(
+  await using srv = await rawUnixServer([
     `HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`,
-  );
+  ]);
   const err = await assertRejects(
     () =>
       new FirecrackerClient(srv.path).putDrive({
@@ -131,7 +86,7 @@ Deno.test("FirecrackerClient surfaces a 400's fault_message on FirecrackerError"
 });
 
 Deno.test("FirecrackerClient times out, naming the wait, when Firecracker does not answer", async () => {
-  await using srv = await rawServer(undefined);
+  await using srv = await rawUnixServer(undefined);
   const err = await assertRejects(
     () => new FirecrackerClient(srv.path, { timeoutMs: 200 }).getInstanceInfo(),
     FirecrackerError,
