@@ -13,8 +13,11 @@ const FOLDERS = ["commands", "daemon", "host", "store", "catalog"];
 /** Files the CLI may import from daemon/: the wire API and what it needs. */
 const WIRE = /^daemon\/api\/[a-z_]+\.ts$/;
 
-/** The one host file the CLI may import: the HTTP client the wire API travels on. */
-const TRANSPORT = "host/net/http_unix.ts";
+/**
+ * The host files the CLI may import: the HTTP client the wire API travels on, and the one
+ * version order (the CLI compares its version with the daemon's).
+ */
+const SHARED_WITH_CLI = ["host/net/http_unix.ts", "host/version.ts"];
 
 /** Most source files one folder may hold before it needs rooms of its own. */
 const MAX_FILES_PER_FOLDER = 16;
@@ -27,7 +30,7 @@ const ALLOWED: Record<string, (target: string, from: string) => boolean> = {
     WIRE.test(from)
       ? WIRE.test(t) || t === "host/schema.ts" || t === "host/errors.ts"
       : !t.startsWith("commands/"),
-  commands: (t) => t.startsWith("commands/") || WIRE.test(t) || t === TRANSPORT,
+  commands: (t) => t.startsWith("commands/") || WIRE.test(t) || SHARED_WITH_CLI.includes(t),
 };
 
 function sourceFiles(): string[] {

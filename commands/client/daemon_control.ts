@@ -136,6 +136,9 @@ export async function stopDaemon(env: CliEnv, force: boolean): Promise<number | 
 }
 
 async function replaceOlderDaemon(env: CliEnv, daemonVersion: string): Promise<void> {
+  // Loaded only when the versions differ: the comparator is an npm module, and the
+  // common call, same version, should not pay for resolving it.
+  const { compareVersions } = await import("../../host/version.ts");
   if (compareVersions(daemonVersion, env.client.version) > 0) {
     throw new CliError(
       `This banger (${env.client.version}) is older than the running daemon (${daemonVersion})`,
@@ -155,17 +158,6 @@ async function replaceOlderDaemon(env: CliEnv, daemonVersion: string): Promise<v
   }
   env.err(`banger: restarted the daemon (was ${daemonVersion}, now ${env.client.version})\n`);
   await startDaemon(env);
-}
-
-/** Compares dotted numeric versions; non-numeric parts compare as 0. */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split(/[.-]/).map((x) => Number(x) || 0);
-  const pb = b.split(/[.-]/).map((x) => Number(x) || 0);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return Math.sign(d);
-  }
-  return 0;
 }
 
 function sleep(ms: number): Promise<void> {

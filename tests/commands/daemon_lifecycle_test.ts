@@ -1,5 +1,16 @@
-import { assert, assertEquals, assertMatch, assertStringIncludes } from "../fixtures/assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertStringIncludes,
+} from "../fixtures/assert.ts";
 import { tempBangerHome } from "../fixtures/banger_cli.ts";
+import { type CliEnv, CliError } from "../../commands/env.ts";
+import { RpcClient } from "../../commands/client/rpc_client.ts";
+import { callDaemon } from "../../commands/client/daemon_control.ts";
+import { vmList } from "../../daemon/api/vm.ts";
+import { BANGER_VERSION } from "../../daemon/api/protocol.ts";
 
 function daemonPids(home: string): number[] {
   // Count daemons serving this BANGER_HOME by their command line.
@@ -72,4 +83,34 @@ Deno.test("`banger daemon stop` stops the daemon and removes its socket", async 
     () => assert(false, "socket still present"),
     (e) => assert(e instanceof Deno.errors.NotFound),
   );
+});
+
+Deno.test("a CLI whose version is a pre-release of the daemon's is older, and leaves the daemon alone", async () => {
+  await using h = await tempBangerHome();
+  assertEquals((await h.run(["daemon", "start"])).code, 0);
+  const [pid] = daemonPids(h.home);
+  const socket = `${h.home}/run/daemon.sock`;
+  const never = () => Promise.reject(new Error("not used"));
+  const env: CliEnv = {
+    out: () => {},
+    err: () => {},
+    stdoutIsTty: false,
+    stderrIsTty: false,
+    stdinIsTty: false,
+    style: {},
+    readLine: () => Promise.resolve(null),
+    // SemVer: 1.0.0-rc.1 < 1.0.0, so this CLI must not replace the daemon.
+    client: new RpcClient(socket, `${BANGER_VERSION}-rc.1`),
+    paths: { socket, startLock: "", startupLog: "", runtimeDir: "", pidLock: "" },
+    daemonCommand: () => ({ program: "false", args: [] }),
+    ensureRuntimeDir: never,
+    local: { runDaemon: never, doctor: never, readConfig: never },
+  };
+  await assertRejects(
+    // `vm.list`, not `daemon.status`: status answers CLIs of any version.
+    () => callDaemon(env, vmList, {}),
+    CliError,
+    `This banger (${BANGER_VERSION}-rc.1) is older than the running daemon (${BANGER_VERSION})`,
+  );
+  assertEquals(daemonPids(h.home), [pid], "the daemon kept running");
 });
