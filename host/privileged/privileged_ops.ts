@@ -58,37 +58,40 @@ const attrs = {
   uid: s.optional(uint32),
   gid: s.optional(uint32),
 };
-const ext4Op: s.Schema<Ext4Op> = {
+const ext4OpSchemas: Record<string, s.Schema<Ext4Op>> = {
+  mkdir: s.object({ kind: s.literal("mkdir"), path: s.string(), ...attrs }),
+  writeFile: s.object({
+    kind: s.literal("writeFile"),
+    path: s.string(),
+    text: s.optional(s.string()),
+    base64: s.optional(s.string({ pattern: /^[A-Za-z0-9+/]*={0,2}$/, expected: "base64" })),
+    hostFile: s.optional(path),
+    ...attrs,
+  }),
+  symlink: s.object({
+    kind: s.literal("symlink"),
+    path: s.string(),
+    target: s.string({ min: 1 }),
+    uid: s.optional(uint32),
+    gid: s.optional(uint32),
+  }),
+  setAttrs: s.object({ kind: s.literal("setAttrs"), path: s.string(), ...attrs }),
+  remove: s.object({ kind: s.literal("remove"), path: s.string() }),
+};
+const ext4Op = s.withJson<Ext4Op>({
   expected: "an ext4 operation",
   parse(value, at = "") {
     const kind = (value as { kind?: unknown } | null)?.kind;
-    const schemas: Record<string, s.Schema<Ext4Op>> = {
-      mkdir: s.object({ kind: s.literal("mkdir"), path: s.string(), ...attrs }),
-      writeFile: s.object({
-        kind: s.literal("writeFile"),
-        path: s.string(),
-        text: s.optional(s.string()),
-        base64: s.optional(s.string({ pattern: /^[A-Za-z0-9+/]*={0,2}$/, expected: "base64" })),
-        hostFile: s.optional(path),
-        ...attrs,
-      }),
-      symlink: s.object({
-        kind: s.literal("symlink"),
-        path: s.string(),
-        target: s.string({ min: 1 }),
-        uid: s.optional(uint32),
-        gid: s.optional(uint32),
-      }),
-      setAttrs: s.object({ kind: s.literal("setAttrs"), path: s.string(), ...attrs }),
-      remove: s.object({ kind: s.literal("remove"), path: s.string() }),
-    };
-    const schema = typeof kind === "string" ? schemas[kind] : undefined;
+    const schema = typeof kind === "string" ? ext4OpSchemas[kind] : undefined;
     if (!schema) {
-      throw new s.SchemaError(`${at}.kind`, `must be one of ${Object.keys(schemas).join(", ")}`);
+      throw new s.SchemaError(
+        `${at}.kind`,
+        `must be one of ${Object.keys(ext4OpSchemas).join(", ")}`,
+      );
     }
     return schema.parse(value, at);
   },
-};
+}, () => ({ oneOf: Object.values(ext4OpSchemas).map((schema) => schema.json) }));
 
 /** The argument schema of every method (no-argument methods take `{}`). */
 export const PRIVILEGED_OP_ARGS = {
