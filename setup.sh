@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what banger needs on a Debian/Ubuntu host: Deno (from npm), the host tools, and
 # a `banger` command on PATH that runs this checkout. With --dev, also what the tests use
-# (a local OCI registry, skopeo/umoci, busybox, DNS and compression tools, fish).
+# (a local OCI registry, skopeo/umoci, busybox, DNS and compression tools, fish, bsdtar
+# and setcap for the tar conformance tests).
 # Safe to run again. Run as root (or with sudo).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
@@ -12,7 +13,7 @@ runtime=(
 # docker-registry listens on :5000 on every interface once installed: tests only.
 dev=(
   busybox-static lz4 zstd xz-utils kmod cpio docker-registry skopeo umoci socat procps dnsutils
-  xfsprogs iputils-ping fish
+  xfsprogs iputils-ping fish libarchive-tools libcap2-bin
 )
 case "${1:-}" in
   "") packages=("${runtime[@]}") ;;

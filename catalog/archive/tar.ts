@@ -195,13 +195,20 @@ function finishEntry(
     return Math.floor(n);
   };
   const size = num("size", h.size);
+  // Pre-POSIX (v7) archives have no directory type: an empty regular entry named with a
+  // trailing slash is a directory, as POSIX keeps for compatibility. One with a body stays
+  // a file, so a hostile "./" with content is still refused by its name.
+  const kind = type === "file" && (h.typeflag === "0" || h.typeflag === "\0") &&
+      path.endsWith("/") && size === 0
+    ? "dir"
+    : type;
   return {
     path,
-    type,
+    type: kind,
     mode: h.mode,
     uid: num("uid", h.uid),
     gid: num("gid", h.gid),
-    size: type === "file" ? size : 0,
+    size: kind === "file" ? size : 0,
     mtime: num("mtime", h.mtime),
     linkName: meta.linkpath ?? longLink ?? h.linkName,
   };

@@ -215,3 +215,100 @@ gatedTest(
     }
   },
 );
+
+/** A tree with what tar formats differ on: long paths, non-ASCII, links, modes, ids. */
+async function conformanceTree(root: string, long: boolean): Promise<void> {
+  await Deno.mkdir(`${root}/sub`, { recursive: true });
+  await Deno.writeTextFile(`${root}/a.txt`, "hi\n");
+  await Deno.chmod(`${root}/a.txt`, 0o4755);
+  await Deno.writeTextFile(`${root}/ünï.txt`, "x");
+  await Deno.chown(`${root}/ünï.txt`, 70000, 70001);
+  await Deno.chmod(`${root}/sub`, 0o750);
+  await Deno.symlink("../a.txt", `${root}/sub/link`);
+  await Deno.link(`${root}/a.txt`, `${root}/hard`);
+  await Deno.writeFile(`${root}/empty`, new Uint8Array());
+  const big = new Uint8Array(100_000);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 8)) & 0xff;
+  await Deno.writeFile(`${root}/big.bin`, big);
+  if (long) {
+    // Past ustar's 100-byte name field, within its 155-byte prefix: every format but v7.
+    const dir = `${root}/${"d".repeat(70)}/${"e".repeat(70)}`;
+    await Deno.mkdir(dir, { recursive: true });
+    await Deno.writeTextFile(`${dir}/${"f".repeat(50)}`, "deep\n");
+  }
+}
+
+/** What a reader should see for `root`: one row per path, hardlinks by inode. */
+async function expectedRows(root: string): Promise<Map<string, string>> {
+  const rows = new Map<string, string>();
+  const walk = async (rel: string) => {
+    for await (const e of Deno.readDir(`${root}${rel}`)) {
+      const path = `${rel}/${e.name}`;
+      const info = await Deno.lstat(`${root}${path}`);
+      const mode = (info.mode ?? 0) & 0o7777;
+      const kind = info.isSymlink ? "symlink" : info.isDirectory ? "dir" : "file";
+      const body = info.isFile
+        ? await Deno.readTextFile(`${root}${path}`).then((t) => t.length)
+        : 0;
+      const link = info.isSymlink ? await Deno.readLink(`${root}${path}`) : "";
+      rows.set(
+        path.slice(1),
+        `${kind} ${mode.toString(8)} ${info.uid}:${info.gid} ${body} ${link}`,
+      );
+      if (info.isDirectory) await walk(path);
+    }
+  };
+  await walk("");
+  return rows;
+}
+
+gatedTest(
+  "readTar() reads every format GNU tar and bsdtar write: v7, ustar, oldgnu, gnu, pax (root)",
+  [root(), programs("tar", "bsdtar")],
+  async (t) => {
+    const writers: [string, string, boolean, (src: string, out: string) => string[]][] = [
+      ["tar", "v7", false, (src, out) => ["--format=v7", "-C", src, "-cf", out, "."]],
+      ["tar", "ustar", true, (src, out) => ["--format=ustar", "-C", src, "-cf", out, "."]],
+      ["tar", "oldgnu", true, (src, out) => ["--format=oldgnu", "-C", src, "-cf", out, "."]],
+      ["tar", "gnu", true, (src, out) => ["--format=gnu", "-C", src, "-cf", out, "."]],
+      ["tar", "posix", true, (src, out) => ["--format=posix", "-C", src, "-cf", out, "."]],
+      ["bsdtar", "v7", false, (src, out) => ["--format", "v7", "-C", src, "-cf", out, "."]],
+      ["bsdtar", "ustar", true, (src, out) => ["--format", "ustar", "-C", src, "-cf", out, "."]],
+      ["bsdtar", "gnutar", true, (src, out) => ["--format", "gnutar", "-C", src, "-cf", out, "."]],
+      ["bsdtar", "pax", true, (src, out) => ["--format", "pax", "-C", src, "-cf", out, "."]],
+    ];
+    const dir = await Deno.makeTempDir();
+    try {
+      for (const long of [false, true]) await conformanceTree(`${dir}/tree-${long}`, long);
+      for (const [tool, format, long, args] of writers) {
+        await t.step(`${tool} --format ${format}`, async () => {
+          const src = `${dir}/tree-${long}`;
+          const out = `${dir}/${tool}-${format}.tar`;
+          await run(tool, args(src, out));
+          const seen = new Map<string, string>();
+          const hardlinks: [string, string][] = [];
+          for (const e of await readAll(await Deno.readFile(out))) {
+            const path = e.path.replace(/^\.\//, "").replace(/\/$/, "");
+            if (path === "." || path === "") continue;
+            if (e.type === "hardlink") {
+              hardlinks.push([path, e.linkName.replace(/^\.\//, "")]);
+              continue;
+            }
+            const mode = (e.mode & 0o7777).toString(8);
+            const size = e.type === "file" ? e.text.length : 0;
+            seen.set(path, `${e.type} ${mode} ${e.uid}:${e.gid} ${size} ${e.linkName}`);
+          }
+          const expected = await expectedRows(src);
+          // A hardlink is the same inode as its target: it shows as the target's row.
+          for (const [path, target] of hardlinks) {
+            const row = seen.get(target);
+            if (row !== undefined) seen.set(path, row);
+          }
+          assertEquals(new Map([...seen].sort()), new Map([...expected].sort()));
+        });
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
