@@ -4,7 +4,8 @@
  * section and telling a static program from a dynamic one. Pure: no `Deno.*` calls.
  *
  * Layouts follow `include/uapi/linux/elf.h` (`Elf64_Ehdr`, `Elf64_Phdr`, `Elf64_Shdr`,
- * `Elf64_Nhdr`).
+ * `Elf64_Nhdr`). Kept here: npm's ELF readers are CommonJS, unmaintained or parse far more
+ * than these four structs.
  *
  * @module
  */

@@ -2,7 +2,8 @@
  * Decoder for the LZ4 "legacy" frame, the format `lz4 -l` writes and Linux uses for
  * LZ4-compressed kernels (`CONFIG_KERNEL_LZ4`, `scripts/Makefile.lib` `cmd_lz4`). Debian's
  * cloud kernels are compressed this way, so banger decodes it in TypeScript instead of
- * requiring the `lz4` program on the user's host. Pure: no `Deno.*` calls.
+ * requiring the `lz4` program on the user's host; npm's LZ4 packages read only the modern
+ * frame (or are native addons). Pure: no `Deno.*` calls.
  *
  * Frame: the magic `0x184C2102` (LE), then blocks, each a 4-byte LE compressed size and
  * that many bytes of an independent LZ4 block that expands to at most 8 MiB. There is no

@@ -7,7 +7,8 @@
  * Each entry is a 110-byte ASCII header — `070701` then 13 eight-digit hex fields: ino,
  * mode, uid, gid, nlink, mtime, filesize, devmajor, devminor, rdevmajor, rdevminor,
  * namesize (with its NUL), check (0) — then the NUL-terminated name padded to a multiple
- * of 4, then the data padded to a multiple of 4. `TRAILER!!!` ends the archive.
+ * of 4, then the data padded to a multiple of 4. `TRAILER!!!` ends the archive. Kept here:
+ * no maintained npm package writes newc reproducibly without streams of its own.
  *
  * @module
  */

@@ -8,7 +8,8 @@
  *
  * Decoders: LZ4 legacy frames in TypeScript (`_lz4.ts`: what Debian uses, and it keeps the
  * `lz4` program off the list of host requirements); gzip and zstd through `node:zlib`.
- * xz, bzip2, LZMA and LZO payloads are recognised and reported as unsupported.
+ * xz, bzip2, LZMA and LZO payloads are recognised and reported as unsupported. No npm
+ * package extracts a vmlinux; this is the kernel's own script, ported.
  *
  * @module
  */

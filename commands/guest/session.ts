@@ -160,6 +160,8 @@ export interface CreateFlags {
   system_overlay_size?: string;
   nat?: boolean;
   no_start?: boolean;
+  /** `vm run --rm`: a boot that fails or is cancelled leaves no VM behind. */
+  remove_on_failure?: boolean;
 }
 
 /** Creates a VM, showing its spec line and stages. */
@@ -220,7 +222,11 @@ async function runInVm(
   o: Parameters<typeof vmRun>[1],
   createSignal: AbortSignal,
 ): Promise<number> {
-  const vm = await createVm(env, o.create, createSignal);
+  const vm = await createVm(
+    env,
+    { ...o.create, remove_on_failure: o.rm || undefined },
+    createSignal,
+  );
   let code = 0;
   let ready = false;
   try {

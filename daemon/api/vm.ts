@@ -60,6 +60,8 @@ export const vmCreateRequest = s.object({
   /** `[ADDR:]HOST:GUEST[/udp]` each (`-p`). */
   publish: s.optional(s.array(s.string({ min: 1, max: 64 }), { max: 64 })),
   no_start: s.optional(s.boolean()),
+  /** Delete the VM when its boot fails or is cancelled (`vm run --rm`), instead of keeping it in `error`. */
+  remove_on_failure: s.optional(s.boolean()),
 });
 
 /** `vm.create` (streams stages): validate, resolve the image, reserve, boot. */

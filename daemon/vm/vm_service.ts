@@ -54,6 +54,8 @@ export interface CreateRequest extends SpecRequest {
   name?: string;
   image?: string;
   no_start?: boolean;
+  /** Delete the VM when its boot fails or is cancelled, instead of keeping it in `error`. */
+  remove_on_failure?: boolean;
 }
 
 /** Outcome of one ref of a bulk verb. */
@@ -211,8 +213,28 @@ export class VmService {
     );
     await Deno.mkdir(vm.runtime.vmDir, { recursive: true, mode: 0o700 });
     if (req.no_start) return vm;
-    using _vm = await this.vmLocks.acquire(vm.id, ctx.signal);
-    return await startVm(vm, d, ctx);
+    try {
+      using _vm = await this.vmLocks.acquire(vm.id, ctx.signal);
+      return await startVm(vm, d, ctx);
+    } catch (err) {
+      if (req.remove_on_failure) await this.#removeAfterFailedBoot(vm.id, ctx);
+      throw err;
+    }
+  }
+
+  /**
+   * Deletes a VM whose boot just failed or was cancelled (`vm run --rm`). Runs even when
+   * the request was cancelled: that is when the user asked for it.
+   */
+  async #removeAfterFailedBoot(id: string, ctx: OpContext): Promise<void> {
+    const cleanup: OpContext = { ...ctx, signal: new AbortController().signal };
+    try {
+      using _vm = await this.vmLocks.acquire(id, cleanup.signal);
+      const vm = getVm(this.#deps.store, id);
+      if (vm) await this.#delete(vm, cleanup);
+    } catch (err) {
+      ctx.log.warn("could not remove the VM after its failed boot", { id, error: String(err) });
+    }
   }
 
   /** Boots stopped VMs. */

@@ -79,3 +79,40 @@ gatedTest(
     });
   },
 );
+
+gatedTest(
+  "banger vm run --rm exits 130 after ^C during the boot, and the VM is rolled back (root, netns)",
+  [root(), programs("ip", "nft", "mkfs.ext4", "debugfs")],
+  async () => {
+    await using d = await daemonProcess();
+    // The guest agent never answers in time: the create is still waiting when ^C comes.
+    await d.startDaemon({ FAKE_FC_AGENT_DELAY_MS: "600000" });
+    const run = new Deno.Command("ip", {
+      args: ["netns", "exec", d.ns.name, "deno", "run", ...taskFlags(), MAIN, "vm", "run", "--rm"]
+        .concat(["--name", "slow", "--", "true"]),
+      env: { BANGER_HOME: d.home },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const listed = async () =>
+      JSON.parse((await d.cli(["vm", "list", "--json"])).stdout).map((v: { name: string }) =>
+        v.name
+      );
+    for (let i = 0; i < 600 && !(await listed()).includes("slow"); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assertEquals(await listed(), ["slow"], "the create got as far as recording the VM");
+    // `ip netns exec` execs deno in place: the signal reaches the CLI itself.
+    run.kill("SIGINT");
+    const out = await run.output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assertEquals(out.code, 130, stderr);
+    assertStringIncludes(stderr, "interrupted");
+    for (let i = 0; i < 300 && (await listed()).length; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const left = (await d.cli(["vm", "list", "--json"])).stdout;
+    assertEquals(JSON.parse(left), [], "the daemon rolled the create back");
+  },
+);

@@ -6,6 +6,8 @@
 import { assertEquals } from "../fixtures/assert.ts";
 import { fitWidth, problem, ProgressPrinter } from "../../commands/output.ts";
 import type { ProgressEvent } from "../../daemon/api/protocol.ts";
+import { gatedTest, programs } from "../fixtures/requires.ts";
+import { runBanger, taskFlags } from "../fixtures/banger_cli.ts";
 
 function event(stage: string, message: string, extra: Partial<ProgressEvent> = {}): ProgressEvent {
   return { event: "progress", stage, message, elapsed_ms: 0, ...extra };
@@ -66,3 +68,35 @@ Deno.test("redrawn lines are cut to the terminal width; colour only when the sty
   problem({ err: (t) => err.push(t), style: {} }, "hint", "try this");
   assertEquals(err, ["\x1b[31merror:\x1b[0m boom\n", "hint: try this\n"]);
 });
+
+gatedTest(
+  "the CLI colours its error label on a terminal, and not with NO_COLOR or off a terminal (script)",
+  [programs("script")],
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "bg-color-" });
+    try {
+      await Deno.writeTextFile(`${dir}/bad.toml`, "tap_pool_size = 999\n");
+      const main = new URL("../../main.ts", import.meta.url).pathname;
+      const cli = [Deno.execPath(), "run", ...taskFlags(), main, "config", "check", "--config"];
+      const command = [...cli, `${dir}/bad.toml`].map((w) => `'${w}'`).join(" ");
+      // `script` gives the CLI a pseudo-terminal for stdin, stdout and stderr.
+      const onTty = async (extra: Record<string, string>) => {
+        const out = await new Deno.Command("script", {
+          args: ["-qec", command, "/dev/null"],
+          env: { BANGER_HOME: dir, TERM: "xterm", ...extra },
+          stdin: "null",
+          stdout: "piped",
+        }).output();
+        return new TextDecoder().decode(out.stdout);
+      };
+      assertEquals((await onTty({})).startsWith("\x1b[31merror:\x1b[0m Invalid config file"), true);
+      assertEquals((await onTty({ NO_COLOR: "1" })).startsWith("error: Invalid config file"), true);
+      const piped = await runBanger(["config", "check", "--config", `${dir}/bad.toml`], {
+        env: { BANGER_HOME: dir },
+      });
+      assertEquals(piped.stderr.startsWith("error: Invalid config file"), true, piped.stderr);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

@@ -2,7 +2,8 @@
  * QMP (the QEMU Machine Protocol) exchange and a wait for `host/vmm/qemu/qemu.ts` (folder-private): JSON lines
  * on the monitor socket, events skipped. Failures are `BangerError`s with code
  * `unavailable` (the connection closed) or `failed_precondition` (QEMU refused), which
- * `QemuProcess.qmp` turns into `QemuError`s.
+ * `QemuProcess.qmp` turns into `QemuError`s. Kept here: npm's QMP clients are old
+ * CommonJS wrappers over the same few lines of JSON framing.
  *
  * @module
  */
