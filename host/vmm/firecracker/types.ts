@@ -108,3 +108,44 @@ export interface InstanceInfo {
 
 /** `GET /vm/config`: the same keys as a `--config-file`. */
 export type FullVmConfiguration = Record<string, unknown>;
+
+/** `PATCH /vm`: pause or resume a running microVM. */
+export interface VmState {
+  state: "Paused" | "Resumed";
+}
+
+/** `PUT /snapshot/create` (post-boot, Paused only). Existing files are overwritten. */
+export interface SnapshotCreateParams {
+  snapshot_path: string;
+  mem_file_path: string;
+  /** @default {"Full"}; `Diff` needs `track_dirty_pages` at boot (developer preview). */
+  snapshot_type?: "Full" | "Diff";
+}
+
+/** Where a snapshot's guest memory comes from on load. */
+export interface MemoryBackend {
+  /** `File`: the memory file, mapped MAP_PRIVATE — it must stay unchanged while the VM runs. */
+  backend_type: "File" | "Uffd";
+  backend_path: string;
+}
+
+/** Swaps the tap behind a network interface on load (Firecracker ≥ 1.12). */
+export interface NetworkOverride {
+  iface_id: string;
+  host_dev_name: string;
+}
+
+/** `PUT /snapshot/load`: only on a fresh process (logger and metrics at most). */
+export interface SnapshotLoadParams {
+  snapshot_path: string;
+  mem_backend: MemoryBackend;
+  track_dirty_pages?: boolean;
+  /** Resume once loaded; otherwise the VM is left Paused. */
+  resume_vm?: boolean;
+  /** Firecracker ≥ 1.12. */
+  network_overrides?: NetworkOverride[];
+  /** Firecracker ≥ 1.16. */
+  vsock_override?: { uds_path: string };
+  /** Advance kvmclock by the wall time since the snapshot (Firecracker ≥ 1.16, x86_64). */
+  clock_realtime?: boolean;
+}
