@@ -30,9 +30,11 @@ const LIBC = ["host/os/_libc.ts", "host/os/libc.ts"];
 
 /**
  * What owner-side code may import from a module that calls libc: pure functions (each is
- * documented "Pure." at its definition) the `PrivilegedOps` argument schemas validate with.
+ * documented "Pure." at its definition) and constants the `PrivilegedOps` argument
+ * schemas validate with.
  */
 const PURE_EXPORTS: Record<string, string[]> = {
+  "host/disk/ext4.ts": ["XATTR_NAME"],
   "host/disk/loop.ts": ["parseLoopPath"],
   "host/net/tap.ts": ["isTapName"],
   "host/net/bridge.ts": ["isBridgeName", "parseInterfaceAddress"],

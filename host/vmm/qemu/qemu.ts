@@ -95,6 +95,11 @@ export interface LaunchQemuOptions {
   signal?: AbortSignal;
   /** How long QEMU may take to start. @default {30000} */
   timeoutMs?: number;
+  /**
+   * Start paused, waiting for a saved state (`-S -incoming defer`): restore it with
+   * `restoreQemuState` (`host/vmm/qemu/snapshot.ts`), then QMP `cont`.
+   */
+  incoming?: boolean;
 }
 
 /**
@@ -114,7 +119,7 @@ export async function launchQemu(
   spec: QemuVmSpec,
   options: LaunchQemuOptions = {},
 ): Promise<QemuProcess> {
-  const argv = renderQemuArgv(spec);
+  const argv = [...renderQemuArgv(spec), ...(options.incoming ? ["-S", "-incoming", "defer"] : [])];
   const binary = options.binary ?? "qemu-system-x86_64";
   const logPath = `${spec.pidFilePath.slice(0, spec.pidFilePath.lastIndexOf("/"))}/vmm.log`;
   // sh only redirects stderr to the log and execs QEMU, so the pid is QEMU's.

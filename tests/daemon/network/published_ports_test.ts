@@ -48,11 +48,20 @@ Deno.test("parsePublication() reads [ADDR:]HOST:GUEST[/udp] and a lone port", ()
   }
 });
 
+/**
+ * A free port below the kernel's ephemeral range (32768+): a port the test frees again
+ * must not be handed to another test's `port: 0` listener while it checks it is closed.
+ */
 function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+  for (;;) {
+    const port = 10_000 + Math.floor(Math.random() * 10_000);
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+      return port;
+    } catch (err) {
+      if (!(err instanceof Deno.errors.AddrInUse)) throw err;
+    }
+  }
 }
 
 Deno.test("PortForwarder splices TCP both ways, refuses a taken port naming its holder, and closes", async () => {

@@ -1,0 +1,81 @@
+/**
+ * Saving a running QEMU's memory and device state to a file and loading it into a fresh
+ * QEMU of the same command line: QEMU 7.2 has no `file:` migration URI (8.2+), so the
+ * stream goes through `exec:cat`, as `migrate` and `migrate-incoming` allow. Disks are
+ * not in the file: the caller keeps them unchanged between save and restore.
+ *
+ * @module
+ */
+
+import { QemuError, type QemuProcess } from "./qemu.ts";
+
+/** How often `query-migrate` is asked while a state streams. */
+const POLL_MS = 50;
+/** Longest a save or a restore may take: all of guest RAM through a pipe. */
+const MIGRATE_TIMEOUT_MS = 300_000;
+
+/** What a finished save reported. */
+export interface SavedState {
+  /** Bytes of RAM the stream carried (QEMU's `ram.transferred`). */
+  ramBytes: number;
+  /** Milliseconds QEMU took. */
+  totalMs: number;
+}
+
+/**
+ * Pauses the guest (`stop`) and streams its state into `file`. The VM stays paused: the
+ * caller quits it (suspend) or `cont`s it (fork).
+ *
+ * @throws {QemuError} `invalid_argument` for a path the shell command could misread,
+ *   `failed_precondition` when QEMU reports the migration failed, `timeout`.
+ */
+export async function saveQemuState(qemu: QemuProcess, file: string): Promise<SavedState> {
+  await qemu.qmp("stop");
+  await qemu.qmp("migrate", { uri: `exec:cat > ${shellPath(file)}` });
+  const done = await untilMigrated(qemu, `save the VM state to "${file}"`);
+  const ram = (done.ram ?? {}) as { transferred?: number };
+  return {
+    ramBytes: typeof ram.transferred === "number" ? ram.transferred : 0,
+    totalMs: typeof done["total-time"] === "number" ? done["total-time"] : 0,
+  };
+}
+
+/**
+ * Loads `file` into a QEMU launched with `incoming: true` from the same spec. The guest
+ * is left paused; `cont` runs it.
+ *
+ * @throws {QemuError} as {@linkcode saveQemuState}.
+ */
+export async function restoreQemuState(qemu: QemuProcess, file: string): Promise<void> {
+  await qemu.qmp("migrate-incoming", { uri: `exec:cat ${shellPath(file)}` });
+  await untilMigrated(qemu, `restore the VM state from "${file}"`);
+}
+
+async function untilMigrated(qemu: QemuProcess, what: string): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + MIGRATE_TIMEOUT_MS;
+  for (;;) {
+    const info = (await qemu.qmp("query-migrate")) as Record<string, unknown>;
+    if (info.status === "completed") return info;
+    if (info.status === "failed" || info.status === "cancelled") {
+      const why = typeof info["error-desc"] === "string" ? info["error-desc"] : info.status;
+      throw new QemuError(`Cannot ${what}: QEMU reports ${why}`, { code: "failed_precondition" });
+    }
+    if (Date.now() >= deadline) {
+      throw new QemuError(`Cannot ${what}: not done within ${MIGRATE_TIMEOUT_MS / 1000}s`, {
+        code: "timeout",
+      });
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/** `path` single-quoted for the `sh -c` QEMU runs an `exec:` URI with. */
+function shellPath(path: string): string {
+  const unsafe = [...path].some((c) => c === "'" || c.charCodeAt(0) < 0x20);
+  if (!path.startsWith("/") || unsafe) {
+    throw new QemuError(`Cannot stream a VM state through "${path}": use a plain absolute path`, {
+      code: "invalid_argument",
+    });
+  }
+  return `'${path}'`;
+}
