@@ -10,6 +10,7 @@ const BENCHES: Record<string, () => Promise<{ main(): Promise<void> }>> = {
   create: () => import("./create.ts"),
   pull: () => import("./pull.ts"),
   publish: () => import("./publish.ts"),
+  snapshot: () => import("./snapshot.ts"),
   transfer: () => import("./transfer.ts"),
 };
 
