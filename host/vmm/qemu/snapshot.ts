@@ -7,6 +7,7 @@
  * @module
  */
 
+import { requireFreeSpace } from "../../os/free_space.ts";
 import { QemuError, type QemuProcess } from "./qemu.ts";
 
 /** How often `query-migrate` is asked while a state streams. */
@@ -24,14 +25,24 @@ export interface SavedState {
 
 /**
  * Pauses the guest (`stop`) and streams its state into `file`. The VM stays paused: the
- * caller quits it (suspend) or `cont`s it (fork).
+ * caller quits it (suspend) or `cont`s it (fork). With `needBytes` (at most the guest's
+ * RAM), free space is checked first, and a VM that does not fit keeps running.
  *
+ * @throws {BangerError} `failed_precondition` when the file would not fit.
  * @throws {QemuError} `invalid_argument` for a path the shell command could misread,
  *   `failed_precondition` when QEMU reports the migration failed, `timeout`.
  */
-export async function saveQemuState(qemu: QemuProcess, file: string): Promise<SavedState> {
+export async function saveQemuState(
+  qemu: QemuProcess,
+  file: string,
+  options: { needBytes?: number } = {},
+): Promise<SavedState> {
+  const target = shellPath(file);
+  if (options.needBytes !== undefined) {
+    requireFreeSpace(file.slice(0, file.lastIndexOf("/")) || "/", options.needBytes, "a VM state");
+  }
   await qemu.qmp("stop");
-  await qemu.qmp("migrate", { uri: `exec:cat > ${shellPath(file)}` });
+  await qemu.qmp("migrate", { uri: `exec:cat > ${target}` });
   const done = await untilMigrated(qemu, `save the VM state to "${file}"`);
   const ram = (done.ram ?? {}) as { transferred?: number };
   return {

@@ -8,6 +8,7 @@ import { assert, assertEquals, assertRejects } from "../../../fixtures/assert.ts
 import { guestKernelRequirements } from "../../../fixtures/guest_artifacts.ts";
 import { countingGuest, lastTick, untilTick } from "../../../fixtures/counting_guest.ts";
 import { gatedTest, programs } from "../../../fixtures/requires.ts";
+import { BangerError } from "../../../../host/errors.ts";
 
 /** Writes timings to stderr (tests report numbers, never assert them). */
 function note(text: string): void {
@@ -30,7 +31,15 @@ gatedTest(
           QemuError,
           "use a plain absolute path",
         );
-        const saved = await saveQemuState(first, `${dir}/state`);
+        // A state that cannot fit is refused before the guest is paused.
+        const full = await assertRejects(
+          () => saveQemuState(first, `${dir}/state`, { needBytes: 2 ** 60 }),
+          BangerError,
+          "Cannot write a VM state",
+        );
+        assertEquals(full.code, "failed_precondition");
+        assertEquals(((await first.qmp("query-status")) as { running: boolean }).running, true);
+        const saved = await saveQemuState(first, `${dir}/state`, { needBytes: 256 * 2 ** 20 });
         note(`saved ${(saved.ramBytes / 2 ** 20).toFixed(1)} MiB of RAM in ${saved.totalMs} ms`);
         assert(saved.ramBytes > 0, "RAM was streamed");
         assertEquals(((await first.qmp("query-status")) as { running: boolean }).running, false);
