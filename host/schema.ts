@@ -40,10 +40,13 @@ export interface Schema<T> {
   readonly optional?: true;
 }
 
-/** `base` plus a lazily built `json` (schemas are made at start-up; JSON is rarely read). */
+/**
+ * `base` (a fresh object, which gains the property) plus a lazily built `json`: schemas
+ * are made at start-up, and their JSON is rarely read.
+ */
 export function withJson<T>(base: Omit<Schema<T>, "json">, build: () => JsonSchema): Schema<T> {
   let built: JsonSchema | undefined;
-  return Object.defineProperty({ ...base }, "json", {
+  return Object.defineProperty(base, "json", {
     get: () => built ??= build(),
     enumerable: true,
   }) as Schema<T>;

@@ -242,8 +242,10 @@ async function runInVm(
   } finally {
     if (o.rm) {
       const warn = (why: unknown) =>
-        env.err(
-          `warning: could not delete ${vm.name}: ${why instanceof Error ? why.message : why}\n`,
+        problem(
+          env,
+          "warning",
+          `could not delete ${vm.name}: ${why instanceof Error ? why.message : why}`,
         );
       const r = await callDaemon(env, vmDelete, { refs: [vm.name], force: true }).catch((err) => {
         warn(err);

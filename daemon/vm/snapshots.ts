@@ -13,8 +13,7 @@
 import * as s from "../../host/schema.ts";
 import { writeJsonAtomic } from "../../host/os/atomic_file.ts";
 
-/** What must be the same at restore as when the snapshot was taken. */
-export const restoreTargetSchema = s.object({
+const targetShape = {
   vmm: s.literal("firecracker", "qemu"),
   vmm_version: s.string({ min: 1 }),
   host_kernel: s.string({ min: 1 }),
@@ -23,20 +22,12 @@ export const restoreTargetSchema = s.object({
   memory_mib: s.number({ int: true, min: 1 }),
   kernel: s.string({ min: 1 }),
   cmdline: s.string(),
-});
+};
+/** What must be the same at restore as when the snapshot was taken. */
+export const restoreTargetSchema = s.object(targetShape);
 /** What a restore must match. */
 export type RestoreTarget = s.Infer<typeof restoreTargetSchema>;
-
-const TARGET_KEYS = [
-  "vmm",
-  "vmm_version",
-  "host_kernel",
-  "cpu_model",
-  "vcpu",
-  "memory_mib",
-  "kernel",
-  "cmdline",
-] as const satisfies readonly (keyof RestoreTarget)[];
+const TARGET_KEYS = Object.keys(targetShape) as (keyof RestoreTarget)[];
 
 /** A committed snapshot's manifest. */
 export const snapshotManifestSchema = s.object({

@@ -238,21 +238,23 @@ export async function applyExt4Ownership(
   entries: readonly OwnershipEntry[],
 ): Promise<void> {
   if (entries.length === 0) return;
+  const setOwners = async (valueFile?: (i: number, j: number) => string) => {
+    const script = renderOwnershipScript(entries, valueFile);
+    const { problems } = await debugfs(image, ["-w", "-f", "-"], script, "set owners");
+    if (problems.length) throw failed("set owners", image, problems);
+  };
+  if (!entries.some((e) => e.xattrs?.length)) return await setOwners();
   // ea_set reads a value from a file: xattr values are binary.
   const tmp = await Deno.makeTempDir({ prefix: "banger-xattr-" });
   try {
     checkEncodable(tmp, "temporary directory");
-    const files = new Map<string, string>();
+    const valueFile = (i: number, j: number) => `${tmp}/${i}.${j}`;
     for (const [i, e] of entries.entries()) {
       for (const [j, x] of (e.xattrs ?? []).entries()) {
-        const file = `${tmp}/${i}.${j}`;
-        await Deno.writeFile(file, decodeBase64(x.base64), { mode: 0o600 });
-        files.set(`${i}.${j}`, file);
+        await Deno.writeFile(valueFile(i, j), decodeBase64(x.base64), { mode: 0o600 });
       }
     }
-    const script = renderOwnershipScript(entries, (i, j) => files.get(`${i}.${j}`) ?? "");
-    const { problems } = await debugfs(image, ["-w", "-f", "-"], script, "set owners");
-    if (problems.length) throw failed("set owners", image, problems);
+    await setOwners(valueFile);
   } finally {
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }

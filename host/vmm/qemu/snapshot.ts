@@ -29,20 +29,20 @@ export interface SavedState {
  * RAM), free space is checked first, and a VM that does not fit keeps running.
  *
  * @throws {BangerError} `failed_precondition` when the file would not fit.
- * @throws {QemuError} `invalid_argument` for a path the shell command could misread,
- *   `failed_precondition` when QEMU reports the migration failed, `timeout`.
+ * @throws {QemuError} `invalid_argument` for a relative path, `failed_precondition` when
+ *   QEMU reports the migration failed, `timeout`.
  */
 export async function saveQemuState(
   qemu: QemuProcess,
   file: string,
   options: { needBytes?: number } = {},
 ): Promise<SavedState> {
-  const target = shellPath(file);
+  const uri = migrationUri("to", file);
   if (options.needBytes !== undefined) {
     requireFreeSpace(file.slice(0, file.lastIndexOf("/")) || "/", options.needBytes, "a VM state");
   }
   await qemu.qmp("stop");
-  await qemu.qmp("migrate", { uri: `exec:cat > ${target}` });
+  await qemu.qmp("migrate", { uri });
   const done = await untilMigrated(qemu, `save the VM state to "${file}"`);
   const ram = (done.ram ?? {}) as { transferred?: number };
   return {
@@ -58,18 +58,46 @@ export async function saveQemuState(
  * @throws {QemuError} as {@linkcode saveQemuState}.
  */
 export async function restoreQemuState(qemu: QemuProcess, file: string): Promise<void> {
-  await qemu.qmp("migrate-incoming", { uri: `exec:cat ${shellPath(file)}` });
+  await qemu.qmp("migrate-incoming", { uri: migrationUri("from", file) });
   await untilMigrated(qemu, `restore the VM state from "${file}"`);
+}
+
+/**
+ * The `exec:` URI that streams a VM state to or from `file` (QEMU runs it with `sh -c`,
+ * so the path is single-quoted). Pure.
+ *
+ * @throws {QemuError} `invalid_argument` for a relative path.
+ */
+export function migrationUri(direction: "to" | "from", file: string): string {
+  if (!file.startsWith("/")) {
+    throw new QemuError(`Cannot stream a VM state through "${file}": use a plain absolute path`, {
+      code: "invalid_argument",
+    });
+  }
+  const quoted = `'${file.replaceAll("'", `'\\''`)}'`;
+  return direction === "to" ? `exec:cat > ${quoted}` : `exec:cat ${quoted}`;
+}
+
+/** What a `query-migrate` answer says: done, still streaming, or why it failed. Pure. */
+export function migrationState(
+  info: unknown,
+): { state: "completed" | "active" } | { state: "failed"; why: string } {
+  const i = (info ?? {}) as Record<string, unknown>;
+  if (i.status === "completed") return { state: "completed" };
+  if (i.status !== "failed" && i.status !== "cancelled") return { state: "active" };
+  return { state: "failed", why: typeof i["error-desc"] === "string" ? i["error-desc"] : i.status };
 }
 
 async function untilMigrated(qemu: QemuProcess, what: string): Promise<Record<string, unknown>> {
   const deadline = Date.now() + MIGRATE_TIMEOUT_MS;
   for (;;) {
     const info = (await qemu.qmp("query-migrate")) as Record<string, unknown>;
-    if (info.status === "completed") return info;
-    if (info.status === "failed" || info.status === "cancelled") {
-      const why = typeof info["error-desc"] === "string" ? info["error-desc"] : info.status;
-      throw new QemuError(`Cannot ${what}: QEMU reports ${why}`, { code: "failed_precondition" });
+    const now = migrationState(info);
+    if (now.state === "completed") return info;
+    if (now.state === "failed") {
+      throw new QemuError(`Cannot ${what}: QEMU reports ${now.why}`, {
+        code: "failed_precondition",
+      });
     }
     if (Date.now() >= deadline) {
       throw new QemuError(`Cannot ${what}: not done within ${MIGRATE_TIMEOUT_MS / 1000}s`, {
@@ -78,15 +106,4 @@ async function untilMigrated(qemu: QemuProcess, what: string): Promise<Record<st
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-}
-
-/** `path` single-quoted for the `sh -c` QEMU runs an `exec:` URI with. */
-function shellPath(path: string): string {
-  const unsafe = [...path].some((c) => c === "'" || c.charCodeAt(0) < 0x20);
-  if (!path.startsWith("/") || unsafe) {
-    throw new QemuError(`Cannot stream a VM state through "${path}": use a plain absolute path`, {
-      code: "invalid_argument",
-    });
-  }
-  return `'${path}'`;
 }
