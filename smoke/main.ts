@@ -149,7 +149,12 @@ async function main(): Promise<number> {
       ((performance.now() - started) / 1000).toFixed(0)
     }s)`,
   );
-  for (const f of failed) console.log(`  ${f.name}: log kept at ${f.logFile}`);
+  for (const f of failed) {
+    console.log(`  ${f.name}: log kept at ${f.logFile}; it ends:`);
+    // CI keeps only what is printed: the log's end says what the guest and daemon last did.
+    const text = f.logFile ? await Deno.readTextFile(f.logFile).catch(() => "") : "";
+    for (const l of text.trimEnd().split("\n").slice(-FAILED_LOG_TAIL)) console.log(`    ${l}`);
+  }
   // Deleting every VM and stopping the daemon must leave no process, loop device or tap.
   for (const l of leftovers) console.log(`LEAK ${l}`);
   if (!failed.length) await Deno.remove(logDir, { recursive: true }).catch(() => {});
@@ -198,7 +203,7 @@ async function runScenario(
     await s.run(ctx);
     return { name: s.name, status: "passed", ms: performance.now() - t0 };
   } catch (err) {
-    const reason = err instanceof Error ? err.message.split("\n")[0] : String(err);
+    const reason = err instanceof Error ? summary(err.message) : String(err);
     const logFile = `${logDir}/${s.name}.log`;
     await Deno.writeTextFile(
       logFile,
@@ -215,6 +220,18 @@ async function runScenario(
     await Deno.remove(scratch, { recursive: true }).catch(() => {});
   }
 }
+
+/**
+ * A failure's first line and its last two: banger's stderr starts with progress lines and
+ * ends with the error and its hint.
+ */
+function summary(message: string): string {
+  const lines = message.split("\n").map((l) => l.trim()).filter(Boolean);
+  return lines.length > 3 ? [lines[0], "…", ...lines.slice(-2)].join(" ") : lines.join(" ");
+}
+
+/** How many lines of a failed scenario's log the summary prints. */
+const FAILED_LOG_TAIL = 40;
 
 if (import.meta.main) {
   try {

@@ -15,6 +15,7 @@ import {
 } from "../../host/os/exec.ts";
 import { connectVsock } from "../../host/vmm/vsock.ts";
 import { vmFiles } from "../../host/layout.ts";
+import { serialLogTail } from "../../host/vmm/firecracker/firecracker.ts";
 import {
   forgetHostKeys,
   isHostKeyMismatch,
@@ -212,8 +213,13 @@ export class GuestAccess {
       }
       await new Promise((r) => setTimeout(r, 500));
     }
+    // The console's last words say where a boot stalled; the VM's directory may be gone
+    // by the time anyone looks (a failed create removes it).
+    const tail = await serialLogTail(vm.vmDir);
     throw new SshError(
-      `VM "${vm.name}" did not become ready within ${Math.round(o.timeoutMs / 1000)}s`,
+      `VM "${vm.name}" did not become ready within ${Math.round(o.timeoutMs / 1000)}s (${
+        agentUp ? "its agent answered, SSH did not" : "no answer from the guest"
+      })${tail ? `; its console last said: ${tail}` : ""}`,
       {
         code: "timeout",
         hint: `banger vm logs ${vm.name}`,
